@@ -1,0 +1,80 @@
+"""Vision playground: every vision transformer demo in one Gradio app.
+
+`python app.py [--tiny] [--share]` starts it; importing this module only builds the page.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+
+import gradio as gr
+
+from core.runtime import describe_runtime
+from core.settings import Settings, get_settings, reset_settings
+from tabs import classify
+
+TITLE = "Vision playground"
+CSS = """
+#tiny-banner {background: #fff4ce; border: 1px solid #e0b400; border-radius: 8px; padding: 4px 14px;}
+#tiny-banner p {margin: 6px 0;}
+.model-card {border: 1px solid var(--border-color-primary); border-radius: 10px; padding: 8px;}
+"""
+
+INTRO = (
+    f"# {TITLE}\n"
+    "Try the vision transformers of Hugging Face Transformers in your browser. "
+    "Every tab is also an API endpoint (see *Use via API* at the bottom of the page)."
+)
+TINY_BANNER = (
+    "**Tiny mode: the models have random weights.** Each model is a small, randomly initialised "
+    "network of the same class as the real checkpoint, so the whole pipeline runs, but the labels "
+    "and scores mean nothing. Start without `--tiny` (and with access to the Hugging Face Hub) for "
+    "real predictions."
+)
+
+
+def build_demo(settings: Settings | None = None) -> gr.Blocks:
+    settings = settings or get_settings()
+    with gr.Blocks(title=TITLE, analytics_enabled=False) as demo:
+        gr.Markdown(INTRO)
+        if settings.tiny:
+            gr.Markdown(TINY_BANNER, elem_id="tiny-banner")
+        with gr.Tab("Classify", id="classify"):
+            classify.build()
+        gr.Markdown(f"<small>Models run on {describe_runtime(settings)}.</small>")
+    demo.queue(max_size=settings.queue_size, default_concurrency_limit=1)
+    return demo
+
+
+demo = build_demo()
+
+
+def launch_options(settings: Settings | None = None) -> dict[str, object]:
+    """Keyword arguments for `launch()` shared by `main` and the tests."""
+    settings = settings or get_settings()
+    return {"max_file_size": f"{settings.max_upload_mb}mb", "css": CSS}
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tiny", action="store_true", help="use tiny random models (offline, no downloads)")
+    parser.add_argument("--share", action="store_true", help="also serve on a public *.gradio.live link")
+    parser.add_argument("--host", default=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"))
+    parser.add_argument("--port", type=int, default=int(os.environ.get("GRADIO_SERVER_PORT", "7860")))
+    args = parser.parse_args(argv)
+    app = demo
+    if args.tiny and not get_settings().tiny:
+        os.environ["PLAYGROUND_TINY"] = "1"
+        reset_settings()
+        app = build_demo()
+    app.launch(
+        server_name=args.host,
+        server_port=args.port,
+        share=args.share,
+        **launch_options(),
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,239 @@
+"""The model cache: lazy loading, one load per model under a lock, device and dtype, eviction.
+
+Everything that decides where a model lives and in which precision is here, once.
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+import logging
+import os
+import shutil
+import tempfile
+import threading
+import time
+import zlib
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from core.errors import ModelUnavailableError
+from core.registry import ModelSpec, get_spec
+from core.settings import Settings, get_settings
+
+log = logging.getLogger(__name__)
+
+TINY_FORMAT_VERSION = 1
+_TINY_MARKER = "tiny-model.json"
+
+
+@dataclass
+class LoadedModel:
+    spec: ModelSpec
+    model: Any
+    processor: Any
+    device: torch.device
+    dtype: torch.dtype
+    nbytes: int
+    load_seconds: float
+
+
+def select_device(settings: Settings) -> torch.device:
+    if settings.device == "cuda" or (settings.device == "auto" and torch.cuda.is_available()):
+        return torch.device("cuda")
+    return torch.device("cpu")
+
+
+def select_dtype(device: torch.device, settings: Settings) -> torch.dtype:
+    """fp32 on CPU; on CUDA bf16 where the GPU supports it, else fp16 (or the configured dtype)."""
+    if device.type != "cuda":
+        return torch.float32
+    if settings.gpu_dtype != "auto":
+        return getattr(torch, settings.gpu_dtype)
+    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+
+
+def tiny_model_dir(spec: ModelSpec, settings: Settings) -> Path:
+    return settings.tiny_dir / f"v{TINY_FORMAT_VERSION}" / spec.slug
+
+
+def ensure_tiny_model(spec: ModelSpec, settings: Settings) -> Path:
+    """Build and save the tiny random model of `spec` once; later calls reuse the saved folder."""
+    import transformers
+
+    target = tiny_model_dir(spec, settings)
+    if (target / _TINY_MARKER).exists():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{spec.slug}-", dir=target.parent))
+    try:
+        config, processor = spec.build_tiny()
+        model = getattr(transformers, spec.model_class)(config)
+        _spread_random_weights(model, seed=zlib.crc32(spec.key.encode()))
+        model.save_pretrained(staging)
+        processor.save_pretrained(staging)
+        marker = {"key": spec.key, "hub_id": spec.hub_id, "note": "tiny random weights, not the real model"}
+        (staging / _TINY_MARKER).write_text(json.dumps(marker), encoding="utf-8")
+        try:
+            os.replace(staging, target)
+        except OSError:
+            if not (target / _TINY_MARKER).exists():
+                raise
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return target
+
+
+@torch.no_grad()
+def _spread_random_weights(model: torch.nn.Module, seed: int) -> None:
+    """Redraw every weight at a variance-preserving scale. The library's initialisation (small
+    normals, zero biases, identity norms) makes a tiny untrained network answer the same for every
+    image; these weights keep its outputs input-dependent. Still random: nothing is trained."""
+    generator = torch.Generator().manual_seed(seed)
+    for name, param in model.named_parameters():
+        if not param.is_floating_point():
+            continue
+        if param.dim() >= 2:
+            std = (param.numel() // param.shape[0]) ** -0.5
+            mean = 0.0
+        else:
+            std, mean = 0.1, (1.0 if name.endswith("weight") else 0.0)
+        param.copy_(torch.randn(param.shape, generator=generator) * std + mean)
+
+
+def _unavailable_message(spec: ModelSpec, error: BaseException) -> str:
+    from huggingface_hub.errors import GatedRepoError, RepositoryNotFoundError
+
+    what = f"{spec.name} ({spec.hub_id})"
+    if isinstance(error, torch.OutOfMemoryError | MemoryError):
+        return (
+            f"Not enough memory to load {what}. Choose fewer or smaller models, "
+            "or lower PLAYGROUND_MEMORY_BUDGET_MB so that idle models are unloaded sooner."
+        )
+    if isinstance(error, GatedRepoError):
+        return f"{what} is gated on the Hugging Face Hub: accept its terms and log in (HF_TOKEN)."
+    if isinstance(error, RepositoryNotFoundError):
+        return f"{what} was not found on the Hugging Face Hub."
+    if isinstance(error, OSError):
+        return (
+            f"Could not get the weights of {what}: the Hugging Face Hub is not reachable and they are "
+            f"not in the local cache. Run `python -m core.download --model {spec.key}` once while online, "
+            "or start the app in tiny mode (PLAYGROUND_TINY=1) to try it with random weights."
+        )
+    return f"Could not load {what}: {type(error).__name__}: {str(error)[:200]}"
+
+
+def load_model(spec: ModelSpec, settings: Settings | None = None) -> LoadedModel:
+    """Load `spec` with `from_pretrained` from the hub cache, or from the tiny folder in tiny mode."""
+    import transformers
+
+    settings = settings or get_settings()
+    start = time.perf_counter()
+    try:
+        source = str(ensure_tiny_model(spec, settings)) if settings.tiny else spec.hub_id
+        device = select_device(settings)
+        dtype = select_dtype(device, settings)
+        model_class = getattr(transformers, spec.model_class)
+        kwargs: dict[str, Any] = {"dtype": dtype}
+        if getattr(model_class, "_supports_sdpa", False):
+            kwargs["attn_implementation"] = "sdpa"
+        model = model_class.from_pretrained(source, **kwargs).to(device).eval()
+        processor = getattr(transformers, spec.processor_class).from_pretrained(source)
+    except Exception as error:
+        if isinstance(error, torch.OutOfMemoryError):
+            gc.collect()
+            torch.cuda.empty_cache()
+        log.warning("loading %s failed: %r", spec.key, error)
+        raise ModelUnavailableError(_unavailable_message(spec, error)) from error
+    nbytes = sum(t.numel() * t.element_size() for t in (*model.parameters(), *model.buffers()))
+    return LoadedModel(spec, model, processor, device, dtype, nbytes, time.perf_counter() - start)
+
+
+class ModelCache:
+    """Loads each model once, even when many threads ask at once; evicts the least recently used
+    models when the loaded total exceeds `budget_bytes` (the model just asked for always stays)."""
+
+    def __init__(self, budget_bytes: int, loader: Callable[[ModelSpec], LoadedModel] = load_model) -> None:
+        self.budget_bytes = budget_bytes
+        self._loader = loader
+        self._models: OrderedDict[str, LoadedModel] = OrderedDict()
+        self._lock = threading.Lock()
+        self._key_locks: dict[str, threading.Lock] = {}
+        self.loads: dict[str, int] = {}
+
+    def get(self, key: str) -> tuple[LoadedModel, bool]:
+        """The loaded model for a registry key, and whether this call loaded it."""
+        spec = get_spec(key)
+        with self._lock:
+            if key in self._models:
+                self._models.move_to_end(key)
+                return self._models[key], False
+            key_lock = self._key_locks.setdefault(key, threading.Lock())
+        with key_lock:
+            with self._lock:
+                if key in self._models:
+                    self._models.move_to_end(key)
+                    return self._models[key], False
+            loaded = self._loader(spec)
+            with self._lock:
+                self.loads[key] = self.loads.get(key, 0) + 1
+                self._models[key] = loaded
+                evicted = self._evict_over_budget(keep=key)
+        if evicted:
+            log.info("evicted %s to stay within the memory budget", ", ".join(evicted))
+            _release_memory()
+        return loaded, True
+
+    def _evict_over_budget(self, keep: str) -> list[str]:
+        evicted = []
+        while self.total_bytes() > self.budget_bytes and len(self._models) > 1:
+            oldest = next(k for k in self._models if k != keep)
+            del self._models[oldest]
+            evicted.append(oldest)
+        return evicted
+
+    def total_bytes(self) -> int:
+        return sum(m.nbytes for m in self._models.values())
+
+    def loaded_keys(self) -> list[str]:
+        """Keys of the loaded models, least recently used first."""
+        with self._lock:
+            return list(self._models)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._models.clear()
+        _release_memory()
+
+
+def _release_memory() -> None:
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
+_default_cache: ModelCache | None = None
+_default_cache_lock = threading.Lock()
+
+
+def get_cache() -> ModelCache:
+    """The process-wide model cache, sized by PLAYGROUND_MEMORY_BUDGET_MB."""
+    global _default_cache
+    with _default_cache_lock:
+        if _default_cache is None:
+            _default_cache = ModelCache(get_settings().memory_budget_mb * 1024 * 1024)
+        return _default_cache
+
+
+def reset_cache() -> None:
+    """Drop the process-wide cache (tests; settings changes)."""
+    global _default_cache
+    with _default_cache_lock:
+        if _default_cache is not None:
+            _default_cache.clear()
+        _default_cache = None

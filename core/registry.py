@@ -1,0 +1,245 @@
+"""Every checkpoint the playground can run, listed once.
+
+Nothing else in the project names a hub id. Each entry also knows how to build a tiny, randomly
+initialised model and processor of the same classes (tiny mode, tests, CI). Importing this module
+is cheap: transformers is imported only inside the tiny builders.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from core.errors import InputError
+
+LABELS_DIR = Path(__file__).resolve().parent / "labels"
+
+TinyBuilder = Callable[[], tuple[Any, Any]]
+"""Returns (config, image_processor) of a tiny model; the model is `model_class(config)`."""
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    key: str
+    task: str
+    hub_id: str
+    name: str
+    family: str
+    model_class: str
+    processor_class: str
+    build_tiny: TinyBuilder = field(repr=False, compare=False)
+    description: str = ""
+    params_millions: float = 0.0
+    heads: tuple[tuple[str, str], ...] = ()
+    """Extra output heads shown beside the main logits, as (output attribute, display name)."""
+
+    @property
+    def slug(self) -> str:
+        return self.key.replace("/", "--")
+
+
+@functools.cache
+def imagenet_labels(num_classes: int) -> tuple[str, ...]:
+    """The ImageNet-1k (1000) or ImageNet-22k (21841) class names in checkpoint order."""
+    files = {1000: "imagenet-1k.txt", 21841: "imagenet-22k.txt"}
+    if num_classes not in files:
+        raise ValueError(f"no ImageNet label list with {num_classes} classes")
+    labels = tuple((LABELS_DIR / files[num_classes]).read_text(encoding="utf-8").splitlines())
+    assert len(labels) == num_classes
+    return labels
+
+
+def _label_kwargs(num_classes: int) -> dict[str, Any]:
+    labels = imagenet_labels(num_classes)
+    return {"id2label": dict(enumerate(labels)), "label2id": {label: i for i, label in enumerate(labels)}}
+
+
+IMAGENET_MEAN = [0.485, 0.456, 0.406]
+IMAGENET_STD = [0.229, 0.224, 0.225]
+
+
+def _tiny_beit(num_classes: int) -> TinyBuilder:
+    def build() -> tuple[Any, Any]:
+        from transformers import BeitConfig, BeitImageProcessorPil
+
+        config = BeitConfig(
+            hidden_size=32,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            intermediate_size=64,
+            image_size=224,
+            patch_size=16,
+            use_relative_position_bias=True,
+            use_mean_pooling=True,
+            layer_scale_init_value=0.1,
+            **_label_kwargs(num_classes),
+        )
+        processor = BeitImageProcessorPil(
+            do_resize=True,
+            size={"height": 224, "width": 224},
+            resample=2,
+            do_center_crop=False,
+            image_mean=[0.5, 0.5, 0.5],
+            image_std=[0.5, 0.5, 0.5],
+        )
+        return config, processor
+
+    return build
+
+
+def _tiny_levit() -> tuple[Any, Any]:
+    from transformers import LevitConfig, LevitImageProcessorPil
+
+    config = LevitConfig(
+        image_size=224,
+        hidden_sizes=[16, 32, 48],
+        num_attention_heads=[1, 2, 3],
+        depths=[1, 1, 1],
+        key_dim=[8, 8, 8],
+        **_label_kwargs(1000),
+    )
+    processor = LevitImageProcessorPil(
+        size={"shortest_edge": 224},
+        crop_size={"height": 224, "width": 224},
+        image_mean=IMAGENET_MEAN,
+        image_std=IMAGENET_STD,
+    )
+    return config, processor
+
+
+def _tiny_perceiver(d_model: int) -> TinyBuilder:
+    def build() -> tuple[Any, Any]:
+        from transformers import PerceiverConfig, PerceiverImageProcessorPil
+
+        config = PerceiverConfig(
+            num_latents=16,
+            d_latents=32,
+            d_model=d_model,
+            num_blocks=1,
+            num_self_attends_per_block=1,
+            num_self_attention_heads=2,
+            num_cross_attention_heads=1,
+            image_size=224,
+            **_label_kwargs(1000),
+        )
+        processor = PerceiverImageProcessorPil(
+            crop_size={"height": 256, "width": 256},
+            size={"height": 224, "width": 224},
+            image_mean=IMAGENET_MEAN,
+            image_std=IMAGENET_STD,
+        )
+        return config, processor
+
+    return build
+
+
+_LEVIT_HEADS = (("cls_logits", "class head"), ("distillation_logits", "distillation head"))
+_LEVIT_DESCRIPTION = (
+    "LeViT (ImageNet-1k, 224 px) with its distillation head: the prediction is the mean of the "
+    "class head and the distillation head."
+)
+
+
+def _levit(size: str, params: float) -> ModelSpec:
+    return ModelSpec(
+        key=f"levit-{size}",
+        task="classify",
+        hub_id=f"facebook/levit-{size}",
+        name=f"LeViT-{size}",
+        family="LeViT",
+        model_class="LevitForImageClassificationWithTeacher",
+        processor_class="AutoImageProcessor",
+        build_tiny=_tiny_levit,
+        description=_LEVIT_DESCRIPTION,
+        params_millions=params,
+        heads=_LEVIT_HEADS,
+    )
+
+
+def _perceiver(kind: str, model_class: str, d_model: int, params: float, description: str) -> ModelSpec:
+    return ModelSpec(
+        key=f"perceiver-{kind}",
+        task="classify",
+        hub_id=f"deepmind/vision-perceiver-{kind}",
+        name=f"Perceiver ({kind})",
+        family="Perceiver",
+        model_class=model_class,
+        processor_class="AutoImageProcessor",
+        build_tiny=_tiny_perceiver(d_model),
+        description=description,
+        params_millions=params,
+    )
+
+
+REGISTRY: dict[str, ModelSpec] = {
+    spec.key: spec
+    for spec in [
+        ModelSpec(
+            key="beit-base-224",
+            task="classify",
+            hub_id="microsoft/beit-base-patch16-224",
+            name="BEiT-base (ImageNet-1k)",
+            family="BEiT",
+            model_class="BeitForImageClassification",
+            processor_class="AutoImageProcessor",
+            build_tiny=_tiny_beit(1000),
+            description="BEiT-base/16, self-supervised on ImageNet-22k, fine-tuned on ImageNet-22k then ImageNet-1k.",
+            params_millions=86.5,
+        ),
+        ModelSpec(
+            key="beit-base-224-22k",
+            task="classify",
+            hub_id="microsoft/beit-base-patch16-224-pt22k-ft22k",
+            name="BEiT-base (ImageNet-22k)",
+            family="BEiT",
+            model_class="BeitForImageClassification",
+            processor_class="AutoImageProcessor",
+            build_tiny=_tiny_beit(21841),
+            description="BEiT-base/16, self-supervised and fine-tuned on ImageNet-22k: 21,841 classes.",
+            params_millions=102.6,
+        ),
+        _levit("128S", 7.8),
+        _levit("128", 9.2),
+        _levit("192", 11.0),
+        _levit("256", 18.9),
+        _levit("384", 39.1),
+        _perceiver(
+            "learned",
+            "PerceiverForImageClassificationLearned",
+            512,
+            62.3,
+            "Perceiver IO on raw pixels with learned position embeddings (no built-in image prior).",
+        ),
+        _perceiver(
+            "fourier",
+            "PerceiverForImageClassificationFourier",
+            261,
+            48.4,
+            "Perceiver IO on raw pixels with fixed 2D Fourier position encodings.",
+        ),
+        _perceiver(
+            "conv",
+            "PerceiverForImageClassificationConvProcessing",
+            322,
+            48.8,
+            "Perceiver IO after a small convolutional stem (2D conv + max pool).",
+        ),
+    ]
+}
+
+
+def get_spec(key: str, task: str | None = None) -> ModelSpec:
+    """The registry entry for `key`; unknown keys (or a key of another task) are an InputError."""
+    spec = REGISTRY.get(key) if isinstance(key, str) else None
+    if spec is None or (task is not None and spec.task != task):
+        known = ", ".join(s.key for s in specs_for(task)) if task else ", ".join(REGISTRY)
+        raise InputError(f"Unknown model {str(key)[:60]!r}. Choose one of: {known}.")
+    return spec
+
+
+def specs_for(task: str) -> list[ModelSpec]:
+    """Registry entries of one task, in registry order."""
+    return [spec for spec in REGISTRY.values() if spec.task == task]

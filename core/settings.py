@@ -1,0 +1,104 @@
+"""Configuration from environment variables, read once, with defaults.
+
+Nothing here parses argv or touches the network; `app.py --tiny` sets the environment
+variable before the settings are first read.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off", ""}
+
+
+class SettingsError(ValueError):
+    """An environment variable holds a value the app cannot use."""
+
+
+def _env_bool(name: str, default: bool) -> bool:
+    raw = os.environ.get(name)
+    if raw is None:
+        return default
+    value = raw.strip().lower()
+    if value in _TRUE:
+        return True
+    if value in _FALSE:
+        return False
+    raise SettingsError(f"{name}={raw!r} is not a boolean (use 1/0, true/false, yes/no).")
+
+
+def _env_number(name: str, default: float, minimum: float, cast: type = int) -> float:
+    raw = os.environ.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        value = cast(raw.strip())
+    except ValueError:
+        raise SettingsError(f"{name}={raw!r} is not a number.") from None
+    if value < minimum:
+        raise SettingsError(f"{name}={raw!r} must be at least {minimum}.")
+    return value
+
+
+def _env_choice(name: str, default: str, choices: tuple[str, ...]) -> str:
+    value = os.environ.get(name, default).strip().lower() or default
+    if value not in choices:
+        raise SettingsError(f"{name}={value!r} must be one of {', '.join(choices)}.")
+    return value
+
+
+def _default_cache_dir() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "vision-playground"
+
+
+@dataclass(frozen=True)
+class Settings:
+    tiny: bool
+    tiny_dir: Path
+    device: str
+    gpu_dtype: str
+    memory_budget_mb: int
+    max_image_pixels: int
+    max_upload_mb: int
+    max_text_chars: int
+    max_models_per_request: int
+    queue_size: int
+    default_top_k: int
+
+    @property
+    def max_upload_bytes(self) -> int:
+        return self.max_upload_mb * 1024 * 1024
+
+
+def load_settings() -> Settings:
+    """Read every setting from the environment (no caching)."""
+    cache_dir = Path(os.environ.get("PLAYGROUND_CACHE_DIR") or _default_cache_dir())
+    return Settings(
+        tiny=_env_bool("PLAYGROUND_TINY", False),
+        tiny_dir=Path(os.environ.get("PLAYGROUND_TINY_DIR") or cache_dir / "tiny-models"),
+        device=_env_choice("PLAYGROUND_DEVICE", "auto", ("auto", "cpu", "cuda")),
+        gpu_dtype=_env_choice("PLAYGROUND_GPU_DTYPE", "auto", ("auto", "float16", "bfloat16", "float32")),
+        memory_budget_mb=int(_env_number("PLAYGROUND_MEMORY_BUDGET_MB", 6144, 1)),
+        max_image_pixels=int(_env_number("PLAYGROUND_MAX_IMAGE_PIXELS", 50_000_000, 1)),
+        max_upload_mb=int(_env_number("PLAYGROUND_MAX_UPLOAD_MB", 25, 1)),
+        max_text_chars=int(_env_number("PLAYGROUND_MAX_TEXT_CHARS", 2000, 1)),
+        max_models_per_request=int(_env_number("PLAYGROUND_MAX_MODELS_PER_REQUEST", 10, 1)),
+        queue_size=int(_env_number("PLAYGROUND_QUEUE_SIZE", 64, 1)),
+        default_top_k=int(_env_number("PLAYGROUND_TOP_K", 5, 1)),
+    )
+
+
+@functools.cache
+def get_settings() -> Settings:
+    """The settings of this process, read from the environment on first use."""
+    return load_settings()
+
+
+def reset_settings() -> None:
+    """Forget the cached settings so the next `get_settings()` reads the environment again."""
+    get_settings.cache_clear()

@@ -1,0 +1,121 @@
+"""Classify tab: one image, one or several ImageNet classifiers side by side."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import gradio as gr
+
+from core import classify as core_classify
+from core.images import load_image
+from core.settings import get_settings
+from tabs.components import example_paths, image_input, user_errors
+
+DEFAULT_MODELS = ["beit-base-224", "levit-128S", "perceiver-conv"]
+ClassifyFn = Callable[..., dict[str, Any]]
+
+
+@user_errors("classify the image")
+def classify_image(
+    image: str | None, models: list[str], top_k: float, progress: gr.Progress = gr.Progress()
+) -> dict[str, Any]:
+    """Classify an image with one or several ImageNet models.
+
+    Args:
+        image: the image to classify (any common format).
+        models: registry keys of the models to run, e.g. ["beit-base-224", "levit-128S"].
+        top_k: how many labels to return per model (1-20).
+
+    Returns:
+        {"predictions": {model: [{"label", "score"}]}, "heads": {model: {head: [...]}} for LeViT,
+        "timings_ms": {model: {"preprocess", "inference", "load"}}, "models": {...}, "summary": str}
+    """
+    rgb = load_image(image)
+    result = core_classify.classify(rgb, models, top_k, progress=lambda f, m: progress(f, desc=m))
+    return result.to_dict()
+
+
+def _timing_line(timings: dict[str, Any], device: str) -> str:
+    line = f"**{timings['inference']:.0f} ms** on {device}"
+    if timings["preprocess"]:
+        line += f" · preprocessing {timings['preprocess']:.0f} ms"
+    else:
+        line += " · preprocessing shared"
+    if timings["load"] is not None:
+        line += f" · loaded in {timings['load'] / 1000:.1f} s"
+    return line
+
+
+def _as_label(predictions: list[dict[str, Any]]) -> dict[str, float]:
+    return {p["label"]: p["score"] for p in predictions}
+
+
+def build(classify_fn: ClassifyFn = classify_image) -> None:
+    """Lay out the tab inside the current Blocks context."""
+    specs = core_classify.classify_models()
+    with gr.Row():
+        with gr.Column(scale=2):
+            image = image_input(label="Image", height=360)
+            gr.Examples(
+                examples=example_paths("chelsea.jpg", "coffee.jpg", "grace_hopper.jpg", "astronaut.jpg"),
+                inputs=image,
+                label="Example photos",
+            )
+        with gr.Column(scale=3):
+            models = gr.CheckboxGroup(
+                choices=[(spec.name, spec.key) for spec in specs],
+                value=DEFAULT_MODELS,
+                label="Models",
+                info="Pick one or several to compare side by side. Each loads on first use.",
+            )
+            top_k = gr.Slider(1, core_classify.MAX_TOP_K, value=get_settings().default_top_k, step=1, label="Top-k labels")
+            run = gr.Button("Classify", variant="primary")
+            with gr.Accordion("About these models", open=False):
+                gr.Markdown(
+                    "\n".join(
+                        ["| model | checkpoint | |", "| --- | --- | --- |"]
+                        + [f"| {s.name} | `{s.hub_id}` | {s.description} |" for s in specs]
+                    )
+                )
+    summary = gr.Markdown(elem_id="classify-summary")
+    cards = gr.Column()
+    with gr.Accordion("Result as JSON (what the API returns)", open=False):
+        result = gr.JSON(label="classify", show_label=False)
+
+    with cards:
+
+        @gr.render(inputs=result)
+        def show_cards(data: dict[str, Any] | None) -> None:
+            if not data:
+                return
+            with gr.Row(equal_height=False):
+                for key, predictions in data["predictions"].items():
+                    info = data["models"][key]
+                    with gr.Column(min_width=260, elem_classes="model-card"):
+                        gr.Label(_as_label(predictions), label=info["name"], num_top_classes=len(predictions))
+                        gr.Markdown(_timing_line(data["timings_ms"][key], info["device"]))
+                        heads = data["heads"].get(key)
+                        if heads:
+                            with gr.Accordion("Class head, distillation head and their mean", open=False):
+                                for head, head_predictions in heads.items():
+                                    gr.Label(_as_label(head_predictions), label=head, num_top_classes=3)
+
+    run.click(
+        classify_fn,
+        inputs=[image, models, top_k],
+        outputs=result,
+        api_name="classify",
+        concurrency_id="models",
+        show_progress_on=summary,
+    ).success(lambda data: data["summary"], inputs=result, outputs=summary, api_visibility="private")
+
+
+def create_demo(classify_fn: ClassifyFn = classify_image) -> gr.Blocks:
+    with gr.Blocks(title="Classify") as demo:
+        build(classify_fn)
+    return demo
+
+
+if __name__ == "__main__":
+    create_demo().queue().launch()

@@ -1,0 +1,74 @@
+"""UI helpers shared by the tabs: safe image input, error translation, asset paths."""
+
+from __future__ import annotations
+
+import functools
+import logging
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, ParamSpec, TypeVar
+
+import gradio as gr
+from gradio.data_classes import ImageData
+
+from core.errors import UserFacingError
+
+ASSETS = Path(__file__).resolve().parent.parent / "assets"
+log = logging.getLogger(__name__)
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+from gradio.events import Dependency
+
+class ImageUpload(gr.Image):
+    """gr.Image that hands the uploaded file's path to core.images unopened.
+
+    Gradio's own preprocessing opens every upload with PIL (any format PIL knows, no size
+    checks, a bare "Error" on failure); the tabs decode with core.images instead, which gives the
+    user a message that says what is wrong with the file.
+    """
+
+    def get_block_name(self) -> str:
+        return "image"
+
+    def preprocess(self, payload: ImageData | None) -> str | None:
+        if payload is None or (payload.url and payload.url.startswith("data:")):
+            return super().preprocess(payload)
+        return payload.path
+    from typing import Callable, Literal, Sequence, Any, TYPE_CHECKING
+    from gradio.blocks import Block
+    if TYPE_CHECKING:
+        from gradio.components import Timer
+        from gradio.components.base import Component
+
+
+def user_errors(action: str) -> Callable[[Callable[P, R]], Callable[P, R]]:
+    """Show UserFacingErrors as they are, and any other failure as a short message (logged with
+    its traceback on the server), so the browser never sees a stack trace."""
+
+    def decorate(fn: Callable[P, R]) -> Callable[P, R]:
+        @functools.wraps(fn)
+        def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+            try:
+                return fn(*args, **kwargs)
+            except gr.Error:
+                raise
+            except UserFacingError as error:
+                raise gr.Error(str(error), title=f"Could not {action}", print_exception=False) from None
+            except Exception:
+                log.exception("unexpected error while trying to %s", action)
+                raise gr.Error(
+                    "Something went wrong on the server. It has been logged; please try again, "
+                    "perhaps with another image or model.",
+                    title=f"Could not {action}",
+                    print_exception=False,
+                ) from None
+
+        return wrapper
+
+    return decorate
+
+
+def example_paths(*names: str) -> list[str]:
+    return [str(ASSETS / name) for name in names]
