@@ -26,7 +26,9 @@ def select_specs(all_models: bool, tasks: Sequence[str], keys: Sequence[str]) ->
     for task in tasks:
         specs = specs_for(task)
         if not specs:
-            raise SystemExit(f"No models for task {task!r}. Tasks: {', '.join(sorted({s.task for s in REGISTRY.values()}))}")
+            raise SystemExit(
+                f"No models for task {task!r}. Tasks: {', '.join(sorted({s.task for s in REGISTRY.values()}))}"
+            )
         chosen.update((s.key, s) for s in specs)
     for key in keys:
         chosen[key] = get_spec(key)

@@ -10,7 +10,7 @@ import io
 import os
 import re
 import warnings
-from typing import IO, Union
+from typing import IO
 
 import numpy as np
 from PIL import Image, ImageOps
@@ -21,7 +21,7 @@ from core.settings import get_settings
 _OPENERS = ("BMP", "GIF", "JPEG", "PNG", "TIFF", "WEBP")  # JPEG's opener also yields MPO images
 ALLOWED_FORMATS: frozenset[str] = frozenset({*_OPENERS, "MPO"})
 
-ImageSource = Union[str, os.PathLike[str], bytes, Image.Image, np.ndarray, None]
+ImageSource = str | os.PathLike[str] | bytes | Image.Image | np.ndarray | None
 
 _FORMAT_NAMES = "JPEG, PNG, GIF, WebP, BMP or TIFF"
 _ALPHA_MODES = frozenset({"RGBA", "LA", "PA", "La", "RGBa"})

@@ -8,7 +8,6 @@ from __future__ import annotations
 import gc
 import json
 import logging
-import os
 import shutil
 import tempfile
 import threading
@@ -80,7 +79,7 @@ def ensure_tiny_model(spec: ModelSpec, settings: Settings) -> Path:
         marker = {"key": spec.key, "hub_id": spec.hub_id, "note": "tiny random weights, not the real model"}
         (staging / _TINY_MARKER).write_text(json.dumps(marker), encoding="utf-8")
         try:
-            os.replace(staging, target)
+            staging.replace(target)
         except OSError:
             if not (target / _TINY_MARKER).exists():
                 raise

@@ -69,7 +69,9 @@ def build(classify_fn: ClassifyFn = classify_image) -> None:
                 label="Models",
                 info="Pick one or several to compare side by side. Each loads on first use.",
             )
-            top_k = gr.Slider(1, core_classify.MAX_TOP_K, value=get_settings().default_top_k, step=1, label="Top-k labels")
+            top_k = gr.Slider(
+                1, core_classify.MAX_TOP_K, value=get_settings().default_top_k, step=1, label="Top-k labels"
+            )
             run = gr.Button("Classify", variant="primary")
             with gr.Accordion("About these models", open=False):
                 gr.Markdown(
@@ -101,6 +103,7 @@ def build(classify_fn: ClassifyFn = classify_image) -> None:
                                 for head, head_predictions in heads.items():
                                     gr.Label(_as_label(head_predictions), label=head, num_top_classes=3)
 
+    image.change(lambda: (None, ""), outputs=[result, summary], api_visibility="private", queue=False)
     run.click(
         classify_fn,
         inputs=[image, models, top_k],

@@ -1,0 +1,54 @@
+"""Every test runs in tiny mode, offline, with its own temporary folders."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+_SESSION_DIR = Path(tempfile.mkdtemp(prefix="playground-tests-"))
+os.environ["PLAYGROUND_TINY"] = "1"
+os.environ.setdefault("PLAYGROUND_TINY_DIR", str(_SESSION_DIR / "tiny-models"))
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
+os.environ["GRADIO_TEMP_DIR"] = str(_SESSION_DIR / "gradio")
+
+import pytest  # noqa: E402
+
+from core.models import reset_cache  # noqa: E402
+from core.settings import reset_settings  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+ASSETS = ROOT / "assets"
+ARTIFACTS = ROOT / "artifacts"
+
+
+@pytest.fixture
+def fresh_settings(monkeypatch: pytest.MonkeyPatch) -> Iterator[pytest.MonkeyPatch]:
+    """Change PLAYGROUND_* variables with the yielded monkeypatch; settings are re-read around the test."""
+    reset_settings()
+    yield monkeypatch
+    monkeypatch.undo()
+    reset_settings()
+    reset_cache()
+
+
+@pytest.fixture(scope="session")
+def example_image_path() -> Path:
+    return ASSETS / "chelsea.jpg"
+
+
+@pytest.fixture(scope="session")
+def app_url() -> Iterator[str]:
+    """The real app, launched in this process on a free port (startup loads no model)."""
+    import app
+
+    reset_settings()
+    reset_cache()
+    demo = app.build_demo()
+    _, url, _ = demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", quiet=True, **app.launch_options())
+    try:
+        yield url
+    finally:
+        demo.close()

@@ -1,0 +1,39 @@
+"""The README stays true: its Spaces header matches the registry and the pins, its commands exist."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from core.registry import REGISTRY
+
+ROOT = Path(__file__).resolve().parent.parent
+README = (ROOT / "README.md").read_text(encoding="utf-8")
+
+
+def _header() -> str:
+    match = re.match(r"---\n(.*?)\n---\n", README, re.S)
+    assert match, "README.md must start with the Spaces YAML header"
+    return match.group(1)
+
+
+def test_preload_from_hub_lists_every_registry_checkpoint() -> None:
+    header = _header()
+    preload = re.findall(r"^  - (\S+)$", header.split("preload_from_hub:")[1], re.M)
+    assert preload == [spec.hub_id for spec in REGISTRY.values()]
+
+
+def test_spaces_header_pins_the_installed_gradio() -> None:
+    header = _header()
+    pins = dict(line.split("==") for line in (ROOT / "requirements.txt").read_text().splitlines() if "==" in line)
+    assert re.search(r"^sdk: gradio$", header, re.M)
+    assert re.search(r"^app_file: app.py$", header, re.M)
+    assert re.search(rf"^sdk_version: {re.escape(pins['gradio'])}$", header, re.M)
+    assert pins["torch"] == "2.13.0"
+
+
+def test_the_two_commands_are_at_the_top() -> None:
+    top = "\n".join(README.splitlines()[:40])
+    assert "pip install -r requirements.txt && python app.py" in top
+    assert "pip install -r requirements-dev.txt && python -m pytest" in top
+    assert "python -m pytest" in (ROOT / ".ci" / "run").read_text()
