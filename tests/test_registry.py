@@ -36,7 +36,11 @@ ISSUE_CHECKPOINTS = {
     "perceiver-conv": "deepmind/vision-perceiver-conv",
 }
 LEVIT_HEADS = (("cls_logits", "class head"), ("distillation_logits", "distillation head"))
-PROCESSOR_FAMILY = {"BEiT": "BeitImageProcessor", "LeViT": "LevitImageProcessor", "Perceiver": "PerceiverImageProcessor"}
+PROCESSOR_FAMILY = {
+    "BEiT": "BeitImageProcessor",
+    "LeViT": "LevitImageProcessor",
+    "Perceiver": "PerceiverImageProcessor",
+}
 
 
 def num_labels_of(spec: ModelSpec) -> int:
@@ -75,7 +79,8 @@ def test_classes_resolve_in_transformers(key: str) -> None:
 def test_levit_entries_use_the_teacher_model_and_declare_both_heads() -> None:
     levits = [spec for spec in REGISTRY.values() if spec.family == "LeViT"]
     assert [s.key for s in levits] == ["levit-128S", "levit-128", "levit-192", "levit-256", "levit-384"]
-    output_fields = {f.name for f in dataclasses.fields(transformers.models.levit.modeling_levit.LevitForImageClassificationWithTeacherOutput)}
+    output_class = transformers.models.levit.modeling_levit.LevitForImageClassificationWithTeacherOutput
+    output_fields = {f.name for f in dataclasses.fields(output_class)}
     for spec in levits:
         assert spec.model_class == "LevitForImageClassificationWithTeacher"
         assert spec.heads == LEVIT_HEADS

@@ -43,8 +43,17 @@ def test_tiny_defaults_to_false_without_the_variable(env: pytest.MonkeyPatch) ->
 
 @pytest.mark.parametrize(
     ("raw", "expected"),
-    [("1", True), ("true", True), ("YES", True), (" on ", True), ("0", False), ("false", False),
-     ("No", False), ("off", False), ("", False)],
+    [
+        ("1", True),
+        ("true", True),
+        ("YES", True),
+        (" on ", True),
+        ("0", False),
+        ("false", False),
+        ("No", False),
+        ("off", False),
+        ("", False),
+    ],
 )
 def test_bool_override(env: pytest.MonkeyPatch, raw: str, expected: bool) -> None:
     env.setenv("PLAYGROUND_TINY", raw)
@@ -114,10 +123,12 @@ def test_tiny_dir_follows_xdg_cache_home(env: pytest.MonkeyPatch, tmp_path: Path
         ("PLAYGROUND_MAX_IMAGE_PIXELS", "2.5", "PLAYGROUND_MAX_IMAGE_PIXELS='2.5' is not a number."),
         ("PLAYGROUND_TOP_K", "0", "PLAYGROUND_TOP_K='0' must be at least 1."),
         ("PLAYGROUND_DEVICE", "tpu", "PLAYGROUND_DEVICE='tpu' must be one of auto, cpu, cuda."),
-        ("PLAYGROUND_GPU_DTYPE", "int8",
-         "PLAYGROUND_GPU_DTYPE='int8' must be one of auto, float16, bfloat16, float32."),
-        ("PLAYGROUND_TINY", "maybe",
-         "PLAYGROUND_TINY='maybe' is not a boolean (use 1/0, true/false, yes/no)."),
+        (
+            "PLAYGROUND_GPU_DTYPE",
+            "int8",
+            "PLAYGROUND_GPU_DTYPE='int8' must be one of auto, float16, bfloat16, float32.",
+        ),
+        ("PLAYGROUND_TINY", "maybe", "PLAYGROUND_TINY='maybe' is not a boolean (use 1/0, true/false, yes/no)."),
     ],
 )
 def test_bad_values_raise_settings_error(env: pytest.MonkeyPatch, name: str, raw: str, message: str) -> None:
