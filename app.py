@@ -14,6 +14,11 @@ from core.runtime import describe_runtime
 from core.settings import Settings, get_settings, reset_settings
 from tabs import classify
 
+TABS = [
+    ("Classify", "classify", classify.build),
+]
+"""(title, id, build function) of each tab, in page order."""
+
 TITLE = "Vision playground"
 CSS = """
 #tiny-banner {background: #fff4ce; border: 1px solid #e0b400; border-radius: 8px; padding: 4px 14px;}
@@ -40,8 +45,9 @@ def build_demo(settings: Settings | None = None) -> gr.Blocks:
         gr.Markdown(INTRO)
         if settings.tiny:
             gr.Markdown(TINY_BANNER, elem_id="tiny-banner")
-        with gr.Tab("Classify", id="classify"):
-            classify.build()
+        for title, tab_id, build in TABS:
+            with gr.Tab(title, id=tab_id):
+                build()
         gr.Markdown(f"<small>Models run on {describe_runtime(settings)}.</small>")
     demo.queue(max_size=settings.queue_size, default_concurrency_limit=1)
     return demo

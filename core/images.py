@@ -79,16 +79,15 @@ def _from_stream(fp: IO[bytes], limit: int) -> Image.Image:
         # Below PIL's own threshold our size check is stricter; above it, PIL's warning would
         # refuse images that the configured limit allows.
         pil_limit = Image.MAX_IMAGE_PIXELS
-        warnings.simplefilter("error" if pil_limit is None or limit <= pil_limit else "ignore",
-                              Image.DecompressionBombWarning)
+        warnings.simplefilter(
+            "error" if pil_limit is None or limit <= pil_limit else "ignore", Image.DecompressionBombWarning
+        )
         try:
             image = Image.open(fp, formats=_OPENERS)
         except _BOMB_ERRORS as exc:
             raise _bomb_error(exc, limit) from None
         except Exception:
-            raise ImageInputError(
-                f"This file is not an image in a supported format ({_FORMAT_NAMES})."
-            ) from None
+            raise ImageInputError(f"This file is not an image in a supported format ({_FORMAT_NAMES}).") from None
         with image:
             _check_size(image.width, image.height, limit)
             try:
@@ -136,8 +135,7 @@ def _bomb_error(exc: Exception, limit: int) -> ImageInputError:
     found = re.search(r"\((\d+) pixels\)", str(exc))
     size = f" ({_megapixels(int(found[1]))} megapixels)" if found else ""
     return ImageInputError(
-        f"The image is too large{size}; the limit is {_megapixels(limit)} megapixels. "
-        "Please upload a smaller image."
+        f"The image is too large{size}; the limit is {_megapixels(limit)} megapixels. Please upload a smaller image."
     )
 
 

@@ -40,6 +40,7 @@ class LoadedModel:
     dtype: torch.dtype
     nbytes: int
     load_seconds: float
+    tokenizer: Any = None
 
 
 def select_device(settings: Settings) -> torch.device:
@@ -71,11 +72,12 @@ def ensure_tiny_model(spec: ModelSpec, settings: Settings) -> Path:
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{spec.slug}-", dir=target.parent))
     try:
-        config, processor = spec.build_tiny()
+        config, *preprocessors = spec.build_tiny()
         model = getattr(transformers, spec.model_class)(config)
         _spread_random_weights(model, seed=zlib.crc32(spec.key.encode()))
         model.save_pretrained(staging)
-        processor.save_pretrained(staging)
+        for preprocessor in preprocessors:
+            preprocessor.save_pretrained(staging)
         marker = {"key": spec.key, "hub_id": spec.hub_id, "note": "tiny random weights, not the real model"}
         (staging / _TINY_MARKER).write_text(json.dumps(marker), encoding="utf-8")
         try:
@@ -143,6 +145,9 @@ def load_model(spec: ModelSpec, settings: Settings | None = None) -> LoadedModel
             kwargs["attn_implementation"] = "sdpa"
         model = model_class.from_pretrained(source, **kwargs).to(device).eval()
         processor = getattr(transformers, spec.processor_class).from_pretrained(source)
+        tokenizer = None
+        if spec.tokenizer_class:
+            tokenizer = getattr(transformers, spec.tokenizer_class).from_pretrained(source)
     except Exception as error:
         if isinstance(error, torch.OutOfMemoryError):
             gc.collect()
@@ -150,7 +155,7 @@ def load_model(spec: ModelSpec, settings: Settings | None = None) -> LoadedModel
         log.warning("loading %s failed: %r", spec.key, error)
         raise ModelUnavailableError(_unavailable_message(spec, error)) from error
     nbytes = sum(t.numel() * t.element_size() for t in (*model.parameters(), *model.buffers()))
-    return LoadedModel(spec, model, processor, device, dtype, nbytes, time.perf_counter() - start)
+    return LoadedModel(spec, model, processor, device, dtype, nbytes, time.perf_counter() - start, tokenizer)
 
 
 class ModelCache:

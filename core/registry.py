@@ -17,8 +17,9 @@ from core.errors import InputError
 
 LABELS_DIR = Path(__file__).resolve().parent / "labels"
 
-TinyBuilder = Callable[[], tuple[Any, Any]]
-"""Returns (config, image_processor) of a tiny model; the model is `model_class(config)`."""
+TinyBuilder = Callable[[], tuple[Any, ...]]
+"""Returns (config, *preprocessors) of a tiny model: the model is `model_class(config)`, and each
+preprocessor (image processor, tokenizer, processor) is saved beside it with `save_pretrained`."""
 
 
 @dataclass(frozen=True)
@@ -35,6 +36,8 @@ class ModelSpec:
     params_millions: float = 0.0
     heads: tuple[tuple[str, str], ...] = ()
     """Extra output heads shown beside the main logits, as (output attribute, display name)."""
+    tokenizer_class: str | None = None
+    """Loaded beside the processor when the model also needs a tokenizer (text decoders)."""
 
     @property
     def slug(self) -> str:
@@ -50,6 +53,17 @@ def imagenet_labels(num_classes: int) -> tuple[str, ...]:
     labels = tuple((LABELS_DIR / files[num_classes]).read_text(encoding="utf-8").splitlines())
     assert len(labels) == num_classes
     return labels
+
+
+def lazy_builder(module: str, function: str, *args: Any) -> TinyBuilder:
+    """A tiny builder that lives in another module, imported only when a tiny model is built."""
+
+    def build() -> tuple[Any, ...]:
+        import importlib
+
+        return getattr(importlib.import_module(module), function)(*args)
+
+    return build
 
 
 def _label_kwargs(num_classes: int) -> dict[str, Any]:
@@ -143,6 +157,21 @@ _LEVIT_DESCRIPTION = (
 )
 
 
+def _beit(key: str, hub_id: str, dataset: str, num_classes: int, params: float, description: str) -> ModelSpec:
+    return ModelSpec(
+        key=key,
+        task="classify",
+        hub_id=hub_id,
+        name=f"BEiT-base ({dataset})",
+        family="BEiT",
+        model_class="BeitForImageClassification",
+        processor_class="AutoImageProcessor",
+        build_tiny=_tiny_beit(num_classes),
+        description=description,
+        params_millions=params,
+    )
+
+
 def _levit(size: str, params: float) -> ModelSpec:
     return ModelSpec(
         key=f"levit-{size}",
@@ -177,29 +206,21 @@ def _perceiver(kind: str, model_class: str, d_model: int, params: float, descrip
 REGISTRY: dict[str, ModelSpec] = {
     spec.key: spec
     for spec in [
-        ModelSpec(
-            key="beit-base-224",
-            task="classify",
-            hub_id="microsoft/beit-base-patch16-224",
-            name="BEiT-base (ImageNet-1k)",
-            family="BEiT",
-            model_class="BeitForImageClassification",
-            processor_class="AutoImageProcessor",
-            build_tiny=_tiny_beit(1000),
-            description="BEiT-base/16, self-supervised on ImageNet-22k, fine-tuned on ImageNet-22k then ImageNet-1k.",
-            params_millions=86.5,
+        _beit(
+            "beit-base-224",
+            "microsoft/beit-base-patch16-224",
+            "ImageNet-1k",
+            1000,
+            86.5,
+            "BEiT-base/16, self-supervised on ImageNet-22k, fine-tuned on ImageNet-22k then ImageNet-1k.",
         ),
-        ModelSpec(
-            key="beit-base-224-22k",
-            task="classify",
-            hub_id="microsoft/beit-base-patch16-224-pt22k-ft22k",
-            name="BEiT-base (ImageNet-22k)",
-            family="BEiT",
-            model_class="BeitForImageClassification",
-            processor_class="AutoImageProcessor",
-            build_tiny=_tiny_beit(21841),
-            description="BEiT-base/16, self-supervised and fine-tuned on ImageNet-22k: 21,841 classes.",
-            params_millions=102.6,
+        _beit(
+            "beit-base-224-22k",
+            "microsoft/beit-base-patch16-224-pt22k-ft22k",
+            "ImageNet-22k",
+            21841,
+            102.6,
+            "BEiT-base/16, self-supervised and fine-tuned on ImageNet-22k: 21,841 classes.",
         ),
         _levit("128S", 7.8),
         _levit("128", 9.2),
