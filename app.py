@@ -46,7 +46,7 @@ def build_demo(settings: Settings | None = None) -> gr.Blocks:
         if settings.tiny:
             gr.Markdown(TINY_BANNER, elem_id="tiny-banner")
         for title, tab_id, build in TABS:
-            with gr.Tab(title, id=tab_id):
+            with gr.Tab(title, id=tab_id, elem_id=f"tab-{tab_id}"):
                 build()
         gr.Markdown(f"<small>Models run on {describe_runtime(settings)}.</small>")
     demo.queue(max_size=settings.queue_size, default_concurrency_limit=1)
