@@ -12,10 +12,14 @@ import gradio as gr
 
 from core.runtime import describe_runtime
 from core.settings import Settings, get_settings, reset_settings
-from tabs import classify
+from tabs import caption, classify, flow, imagegpt, segment
 
 TABS = [
     ("Classify", "classify", classify.build),
+    ("Segment", "segment", segment.build),
+    ("Caption", "caption", caption.build),
+    ("Flow", "flow", flow.build),
+    ("ImageGPT", "imagegpt", imagegpt.build),
 ]
 """(title, id, build function) of each tab, in page order."""
 
@@ -24,6 +28,7 @@ CSS = """
 #tiny-banner {background: #fff4ce; border: 1px solid #e0b400; border-radius: 8px; padding: 4px 14px;}
 #tiny-banner p {margin: 6px 0;}
 .model-card {border: 1px solid var(--border-color-primary); border-radius: 10px; padding: 8px;}
+.pixelated img {image-rendering: pixelated;}
 """
 
 INTRO = (

@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 
 from core.registry import REGISTRY, ModelSpec, get_spec, specs_for
 
-WEIGHT_FILES = ["*.json", "*.safetensors", "*.txt", "*.model", "*.tiktoken", "*.jinja"]
+CONFIG_FILES = ["*.json", "*.txt", "*.model", "*.tiktoken", "*.jinja"]
 
 
 def select_specs(all_models: bool, tasks: Sequence[str], keys: Sequence[str]) -> list[ModelSpec]:
@@ -35,11 +35,26 @@ def select_specs(all_models: bool, tasks: Sequence[str], keys: Sequence[str]) ->
     return list(chosen.values())
 
 
-def download(spec: ModelSpec, snapshot_download: Callable[..., str] | None = None) -> str:
+def weight_patterns(repo_files: Sequence[str]) -> list[str]:
+    """safetensors weights where the repository has them, else its PyTorch .bin files (never both)."""
+    if any(name.endswith(".safetensors") for name in repo_files):
+        return ["*.safetensors"]
+    return ["*.bin"]
+
+
+def download(
+    spec: ModelSpec,
+    snapshot_download: Callable[..., str] | None = None,
+    list_repo_files: Callable[[str], list[str]] | None = None,
+) -> str:
     """Download the files `from_pretrained` needs for `spec` into the Hugging Face cache."""
-    if snapshot_download is None:
-        from huggingface_hub import snapshot_download
-    return snapshot_download(spec.hub_id, allow_patterns=WEIGHT_FILES)
+    if snapshot_download is None or list_repo_files is None:
+        import huggingface_hub
+
+        snapshot_download = snapshot_download or huggingface_hub.snapshot_download
+        list_repo_files = list_repo_files or huggingface_hub.list_repo_files
+    patterns = CONFIG_FILES + weight_patterns(list_repo_files(spec.hub_id))
+    return snapshot_download(spec.hub_id, allow_patterns=patterns)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -53,7 +68,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     if args.list:
         for spec in REGISTRY.values():
-            print(f"{spec.key:22} {spec.task:10} {spec.hub_id}")
+            print(f"{spec.key:38} {spec.task:10} {spec.hub_id}")
         return 0
     specs = select_specs(args.all, args.task, args.model)
     if not specs:
@@ -69,10 +84,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                 where = ensure_tiny_model(spec, get_settings())
             else:
                 where = download(spec)
-            print(f"ok    {spec.key:22} {where}")
+            print(f"ok    {spec.key:38} {where}")
         except Exception as error:  # report every model, then fail at the end
             failures += 1
-            print(f"FAIL  {spec.key:22} {spec.hub_id}: {type(error).__name__}: {error}", file=sys.stderr)
+            print(f"FAIL  {spec.key:38} {spec.hub_id}: {type(error).__name__}: {error}", file=sys.stderr)
     return 1 if failures else 0
 
 

@@ -26,6 +26,7 @@ from core.registry import ModelSpec, get_spec
 from core.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
+_IMPORT_LOCK = threading.Lock()
 
 TINY_FORMAT_VERSION = 1
 _TINY_MARKER = "tiny-model.json"
@@ -139,15 +140,14 @@ def load_model(spec: ModelSpec, settings: Settings | None = None) -> LoadedModel
         source = str(ensure_tiny_model(spec, settings)) if settings.tiny else spec.hub_id
         device = select_device(settings)
         dtype = select_dtype(device, settings)
-        model_class = getattr(transformers, spec.model_class)
-        kwargs: dict[str, Any] = {"dtype": dtype}
-        if getattr(model_class, "_supports_sdpa", False):
-            kwargs["attn_implementation"] = "sdpa"
-        model = model_class.from_pretrained(source, **kwargs).to(device).eval()
-        processor = getattr(transformers, spec.processor_class).from_pretrained(source)
-        tokenizer = None
-        if spec.tokenizer_class:
-            tokenizer = getattr(transformers, spec.tokenizer_class).from_pretrained(source)
+        with _IMPORT_LOCK:  # transformers imports lazily; first uses from two threads at once can clash
+            model_class = getattr(transformers, spec.model_class)
+            processor_class = getattr(transformers, spec.processor_class) if spec.processor_class else None
+            tokenizer_class = getattr(transformers, spec.tokenizer_class) if spec.tokenizer_class else None
+        # transformers 5 picks SDPA attention for every (sub)model that supports it, eager otherwise
+        model = model_class.from_pretrained(source, dtype=dtype).to(device).eval()
+        processor = processor_class.from_pretrained(source) if processor_class else None
+        tokenizer = tokenizer_class.from_pretrained(source) if tokenizer_class else None
     except Exception as error:
         if isinstance(error, torch.OutOfMemoryError):
             gc.collect()

@@ -30,7 +30,8 @@ class ModelSpec:
     name: str
     family: str
     model_class: str
-    processor_class: str
+    processor_class: str | None
+    """None when the checkpoint ships no preprocessor (the task module prepares the inputs)."""
     build_tiny: TinyBuilder = field(repr=False, compare=False)
     description: str = ""
     params_millions: float = 0.0
@@ -38,6 +39,10 @@ class ModelSpec:
     """Extra output heads shown beside the main logits, as (output attribute, display name)."""
     tokenizer_class: str | None = None
     """Loaded beside the processor when the model also needs a tokenizer (text decoders)."""
+    segment_modes: tuple[str, ...] = ()
+    """Segmentation modes the checkpoint was trained for: "semantic", "instance", "panoptic"."""
+    stuff_label_ids: tuple[int, ...] = ()
+    """Label ids of "stuff" classes (sky, road, ...) that panoptic mode may fuse into one segment each."""
 
     @property
     def slug(self) -> str:
@@ -45,14 +50,23 @@ class ModelSpec:
 
 
 @functools.cache
+def label_list(name: str) -> tuple[str, ...]:
+    """A label set shipped in core/labels/ (e.g. "imagenet-1k", "ade20k-150"), in checkpoint order."""
+    return tuple((LABELS_DIR / f"{name}.txt").read_text(encoding="utf-8").split("\n")[:-1])
+
+
 def imagenet_labels(num_classes: int) -> tuple[str, ...]:
     """The ImageNet-1k (1000) or ImageNet-22k (21841) class names in checkpoint order."""
-    files = {1000: "imagenet-1k.txt", 21841: "imagenet-22k.txt"}
+    files = {1000: "imagenet-1k", 21841: "imagenet-22k"}
     if num_classes not in files:
         raise ValueError(f"no ImageNet label list with {num_classes} classes")
-    labels = tuple((LABELS_DIR / files[num_classes]).read_text(encoding="utf-8").splitlines())
+    labels = label_list(files[num_classes])
     assert len(labels) == num_classes
     return labels
+
+
+def label_kwargs(labels: tuple[str, ...]) -> dict[str, Any]:
+    return {"id2label": dict(enumerate(labels)), "label2id": {label: i for i, label in enumerate(labels)}}
 
 
 def lazy_builder(module: str, function: str, *args: Any) -> TinyBuilder:
@@ -67,8 +81,7 @@ def lazy_builder(module: str, function: str, *args: Any) -> TinyBuilder:
 
 
 def _label_kwargs(num_classes: int) -> dict[str, Any]:
-    labels = imagenet_labels(num_classes)
-    return {"id2label": dict(enumerate(labels)), "label2id": {label: i for i, label in enumerate(labels)}}
+    return label_kwargs(imagenet_labels(num_classes))
 
 
 IMAGENET_MEAN = [0.485, 0.456, 0.406]
@@ -203,6 +216,24 @@ def _perceiver(kind: str, model_class: str, d_model: int, params: float, descrip
     )
 
 
+def _mask2former(dataset: str, modes: tuple[str, ...], labels: str, params: float, description: str) -> ModelSpec:
+    num_things = 80 if labels.startswith("coco") else 0
+    return ModelSpec(
+        key=f"mask2former-swin-small-{dataset}",
+        task="segment",
+        hub_id=f"facebook/mask2former-swin-small-{dataset}",
+        name=f"Mask2Former Swin-S ({dataset.replace('-', ' ').replace('coco', 'COCO').replace('ade', 'ADE20K')})",
+        family="Mask2Former",
+        model_class="Mask2FormerForUniversalSegmentation",
+        processor_class="AutoImageProcessor",
+        build_tiny=lazy_builder("core.tiny_segment", "tiny_mask2former", labels, labels.startswith("ade")),
+        description=description,
+        params_millions=params,
+        segment_modes=modes,
+        stuff_label_ids=tuple(range(num_things, len(label_list(labels)))) if "panoptic" in modes else (),
+    )
+
+
 REGISTRY: dict[str, ModelSpec] = {
     spec.key: spec
     for spec in [
@@ -247,6 +278,104 @@ REGISTRY: dict[str, ModelSpec] = {
             322,
             48.8,
             "Perceiver IO after a small convolutional stem (2D conv + max pool).",
+        ),
+        ModelSpec(
+            key="beit-base-ade-640",
+            task="segment",
+            hub_id="microsoft/beit-base-finetuned-ade-640-640",
+            name="BEiT-base UperNet (ADE20K)",
+            family="BEiT",
+            model_class="BeitForSemanticSegmentation",
+            processor_class="AutoImageProcessor",
+            build_tiny=lazy_builder("core.tiny_segment", "tiny_beit_semantic", "ade20k-150"),
+            description="BEiT-base/16 with a UperNet head, fine-tuned on ADE20K at 640x640: 150 classes.",
+            params_millions=163.0,
+            segment_modes=("semantic",),
+        ),
+        _mask2former(
+            "coco-instance",
+            ("instance",),
+            "coco-80",
+            68.8,
+            "Mask2Former with a Swin-S backbone, trained on COCO instance segmentation: 80 object classes.",
+        ),
+        _mask2former(
+            "coco-panoptic",
+            ("panoptic", "instance", "semantic"),
+            "coco-panoptic-133",
+            68.9,
+            "Mask2Former with a Swin-S backbone, trained on COCO panoptic: 80 things and 53 stuff classes.",
+        ),
+        _mask2former(
+            "ade-semantic",
+            ("semantic",),
+            "ade20k-150",
+            68.8,
+            "Mask2Former with a Swin-S backbone, trained on ADE20K semantic segmentation: 150 classes.",
+        ),
+        ModelSpec(
+            key="vit-gpt2",
+            task="caption",
+            hub_id="nlpconnect/vit-gpt2-image-captioning",
+            name="ViT-GPT2 (image captions)",
+            family="VisionEncoderDecoder",
+            model_class="VisionEncoderDecoderModel",
+            processor_class="AutoImageProcessor",
+            tokenizer_class="AutoTokenizer",
+            build_tiny=lazy_builder("core.tiny_text", "tiny_vit_gpt2"),
+            description="ViT-base/16 encoder and GPT-2 decoder, fine-tuned on COCO captions (224 px).",
+            params_millions=239.2,
+        ),
+        ModelSpec(
+            key="trocr-base-handwritten",
+            task="caption",
+            hub_id="microsoft/trocr-base-handwritten",
+            name="TrOCR-base (handwritten line)",
+            family="TrOCR",
+            model_class="VisionEncoderDecoderModel",
+            processor_class="TrOCRProcessor",
+            build_tiny=lazy_builder("core.tiny_text", "tiny_trocr"),
+            description="Reads one line of handwritten English text: ViT encoder (384 px) and TrOCR decoder (IAM).",
+            params_millions=333.9,
+        ),
+        ModelSpec(
+            key="trocr-base-printed",
+            task="caption",
+            hub_id="microsoft/trocr-base-printed",
+            name="TrOCR-base (printed line)",
+            family="TrOCR",
+            model_class="VisionEncoderDecoderModel",
+            processor_class="TrOCRProcessor",
+            build_tiny=lazy_builder("core.tiny_text", "tiny_trocr"),
+            description="Reads one line of printed text: ViT encoder (384 px) and TrOCR decoder (SROIE receipts).",
+            params_millions=333.9,
+        ),
+        ModelSpec(
+            key="perceiver-flow",
+            task="flow",
+            hub_id="deepmind/optical-flow-perceiver",
+            name="Perceiver IO",
+            family="Perceiver",
+            model_class="PerceiverForOpticalFlow",
+            processor_class=None,
+            build_tiny=lazy_builder("core.flow", "tiny_perceiver_flow"),
+            description="Perceiver IO optical flow (AutoFlow), 368x496 tiles of 3x3 patches of both frames.",
+            params_millions=41.1,
+        ),
+        *(
+            ModelSpec(
+                key=f"imagegpt-{size}",
+                task="imagegpt",
+                hub_id=f"openai/imagegpt-{size}",
+                name=f"ImageGPT-{size}",
+                family="ImageGPT",
+                model_class="ImageGPTForCausalImageModeling",
+                processor_class="AutoImageProcessor",
+                build_tiny=lazy_builder("core.tiny_imagegpt", "tiny_imagegpt"),
+                description=f"ImageGPT-{size}: a GPT-2-like transformer over 32x32 images in a 512-colour palette.",
+                params_millions=params,
+            )
+            for size, params in (("small", 76.0), ("medium", 455.0), ("large", 1362.0))
         ),
     ]
 }

@@ -69,6 +69,12 @@ class Settings:
     max_models_per_request: int
     queue_size: int
     default_top_k: int
+    segment_max_side: int
+    flow_tile_batch: int
+    flow_max_pixels: int
+    flow_video_max_frames: int
+    flow_video_max_seconds: float
+    flow_video_max_pixels: int
 
     @property
     def max_upload_bytes(self) -> int:
@@ -90,6 +96,12 @@ def load_settings() -> Settings:
         max_models_per_request=int(_env_number("PLAYGROUND_MAX_MODELS_PER_REQUEST", 10, 1)),
         queue_size=int(_env_number("PLAYGROUND_QUEUE_SIZE", 64, 1)),
         default_top_k=int(_env_number("PLAYGROUND_TOP_K", 5, 1)),
+        segment_max_side=int(_env_number("PLAYGROUND_SEGMENT_MAX_SIDE", 1280, 64)),
+        flow_tile_batch=int(_env_number("PLAYGROUND_FLOW_TILE_BATCH", 4, 1)),
+        flow_max_pixels=int(_env_number("PLAYGROUND_FLOW_MAX_PIXELS", 4_000_000, 256)),
+        flow_video_max_frames=int(_env_number("PLAYGROUND_FLOW_VIDEO_MAX_FRAMES", 120, 2)),
+        flow_video_max_seconds=float(_env_number("PLAYGROUND_FLOW_VIDEO_MAX_SECONDS", 10.0, 0.1, float)),
+        flow_video_max_pixels=int(_env_number("PLAYGROUND_FLOW_VIDEO_MAX_PIXELS", 640 * 480, 256)),
     )
 
 

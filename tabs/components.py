@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import inspect
 import logging
-from collections.abc import Callable
+import shutil
+import tempfile
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
 
@@ -43,27 +48,43 @@ def image_input(**kwargs: Any) -> ImageUpload:
     return ImageUpload(type="filepath", **kwargs)
 
 
+@contextlib.contextmanager
+def _as_user_error(action: str) -> Iterator[None]:
+    try:
+        yield
+    except gr.Error:
+        raise
+    except UserFacingError as error:
+        raise gr.Error(str(error), title=f"Could not {action}", print_exception=False) from None
+    except Exception:
+        log.exception("unexpected error while trying to %s", action)
+        raise gr.Error(
+            "Something went wrong on the server. It has been logged; please try again, "
+            "perhaps with another image or model.",
+            title=f"Could not {action}",
+            print_exception=False,
+        ) from None
+
+
 def user_errors(action: str) -> Callable[[Callable[P, R]], Callable[P, R]]:
     """Show UserFacingErrors as they are, and any other failure as a short message (logged with
-    its traceback on the server), so the browser never sees a stack trace."""
+    its traceback on the server), so the browser never sees a stack trace. Works for generator
+    handlers (streaming) too."""
 
     def decorate(fn: Callable[P, R]) -> Callable[P, R]:
+        if inspect.isgeneratorfunction(fn):
+
+            @functools.wraps(fn)
+            def stream(*args: P.args, **kwargs: P.kwargs) -> Any:
+                with _as_user_error(action):
+                    yield from fn(*args, **kwargs)
+
+            return stream  # type: ignore[return-value]
+
         @functools.wraps(fn)
         def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
-            try:
+            with _as_user_error(action):
                 return fn(*args, **kwargs)
-            except gr.Error:
-                raise
-            except UserFacingError as error:
-                raise gr.Error(str(error), title=f"Could not {action}", print_exception=False) from None
-            except Exception:
-                log.exception("unexpected error while trying to %s", action)
-                raise gr.Error(
-                    "Something went wrong on the server. It has been logged; please try again, "
-                    "perhaps with another image or model.",
-                    title=f"Could not {action}",
-                    print_exception=False,
-                ) from None
 
         return wrapper
 
@@ -72,3 +93,16 @@ def user_errors(action: str) -> Callable[[Callable[P, R]], Callable[P, R]]:
 
 def example_paths(*names: str) -> list[str]:
     return [str(ASSETS / name) for name in names]
+
+
+def output_dir(prefix: str) -> Path:
+    """A fresh folder for one request's downloadable files (Gradio copies them into its cache).
+    Folders older than an hour are removed on the way."""
+    root = Path(tempfile.gettempdir()) / "vision-playground-outputs"
+    root.mkdir(parents=True, exist_ok=True)
+    cutoff = time.time() - 3600
+    for old in root.iterdir():
+        with contextlib.suppress(OSError):
+            if old.stat().st_mtime < cutoff:
+                shutil.rmtree(old, ignore_errors=True)
+    return Path(tempfile.mkdtemp(prefix=f"{prefix}-", dir=root))

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
 
 _SESSION_DIR = Path(tempfile.mkdtemp(prefix="playground-tests-"))
+atexit.register(shutil.rmtree, _SESSION_DIR, ignore_errors=True)
 os.environ["PLAYGROUND_TINY"] = "1"
 os.environ.setdefault("PLAYGROUND_TINY_DIR", str(_SESSION_DIR / "tiny-models"))
 os.environ["HF_HUB_OFFLINE"] = "1"
@@ -40,18 +44,25 @@ def example_image_path() -> Path:
 
 
 @pytest.fixture(scope="session")
-def app_url() -> Iterator[str]:
-    """The real app, launched in this process on a free port (startup loads no model)."""
+def app_server() -> Iterator[SimpleNamespace]:
+    """The real app, launched in this process on a free port; `loaded_at_start` is what the model
+    cache held right after launch (it must be nothing: the first request loads)."""
     import app
+    from core.models import get_cache
 
     reset_settings()
     reset_cache()
     demo = app.build_demo()
     _, url, _ = demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", quiet=True, **app.launch_options())
     try:
-        yield url
+        yield SimpleNamespace(url=url, loaded_at_start=get_cache().loaded_keys())
     finally:
         demo.close()
+
+
+@pytest.fixture(scope="session")
+def app_url(app_server: SimpleNamespace) -> str:
+    return app_server.url
 
 
 CHROMIUM = os.environ.get("PLAYGROUND_CHROMIUM", "/usr/bin/chromium")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from gradio_client import Client, handle_file
@@ -17,8 +18,8 @@ def client(app_url: str) -> Client:
     return Client(app_url, verbose=False)
 
 
-def test_startup_loads_no_model(app_url: str) -> None:
-    assert get_cache().loaded_keys() == []
+def test_startup_loads_no_model(app_server: SimpleNamespace) -> None:
+    assert app_server.loaded_at_start == []
 
 
 def test_classify_endpoint_is_named(client: Client) -> None:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import yaml
+
 from core.registry import REGISTRY
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -18,8 +20,7 @@ def _header() -> str:
 
 
 def test_preload_from_hub_lists_every_registry_checkpoint() -> None:
-    header = _header()
-    preload = re.findall(r"^  - (\S+)$", header.split("preload_from_hub:")[1], re.M)
+    preload = yaml.safe_load(_header())["preload_from_hub"]
     assert preload == [spec.hub_id for spec in REGISTRY.values()]
 
 

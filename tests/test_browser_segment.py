@@ -1,0 +1,34 @@
+"""A person segments an example photo in Chromium and reads the legend."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from playwright.sync_api import Page, expect
+
+from core.images import load_image
+from core.segment import legend_names, segment
+
+ROOT = Path(__file__).resolve().parent.parent
+ARTIFACTS = ROOT / "artifacts"
+
+
+def test_segment_an_example_and_read_the_legend(page: Page) -> None:
+    page.get_by_role("tab", name="Segment").click()
+    tab = page.locator("#tab-segment")
+    tab.locator("img[src*='coffee']").first.click()
+    tab.get_by_label("Model").click()
+    page.get_by_role("option", name="BEiT-base UperNet (ADE20K)").click()
+    expect(tab.get_by_role("radio", name="semantic")).to_be_checked()
+    tab.get_by_role("button", name="Segment", exact=True).click()
+
+    expected = segment(load_image(ROOT / "assets" / "coffee.jpg"), "beit-base-ade-640", "semantic")
+    expect(page.locator("#segment-summary")).to_contain_text(f"{len(expected.segments)} segments")
+    legend = tab.locator(".legend-item")
+    expect(legend).to_have_count(len(expected.segments))
+    names = legend_names(expected)
+    assert legend.all_inner_texts() == [names[s.id] for s in expected.segments]
+    first = expected.segments[0]
+    row = tab.get_by_role("row").filter(has_text=first.label).filter(has_text=f"{first.area_percent:.2f}")
+    expect(row.first).to_be_visible()
+    page.screenshot(path=str(ARTIFACTS / "segment.png"), full_page=True)

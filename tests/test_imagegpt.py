@@ -1,0 +1,145 @@
+"""ImageGPT: the fast sampler against generate, seeds, completion, palette round trip, streaming."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from core.errors import InputError
+from core.imagegpt import (
+    SIDE,
+    FastSampler,
+    SamplingOptions,
+    _sample,
+    clusters_of,
+    complete,
+    complete_stream,
+    quantise,
+    sample,
+    sample_stream,
+    tokens_to_images,
+)
+from core.images import load_image
+from core.models import get_cache
+
+ASSETS = Path(__file__).resolve().parent.parent / "assets"
+MODEL = "imagegpt-small"
+
+
+@pytest.fixture(scope="module")
+def loaded() -> object:
+    return get_cache().get(MODEL)[0]
+
+
+def test_greedy_fast_sampler_equals_generate_for_a_batch(loaded: object) -> None:
+    model = loaded.model
+    sos = model.config.vocab_size - 1
+    ours = FastSampler(model).sample(3, SamplingOptions(num_images=3, top_k=1))
+    with torch.inference_mode():
+        reference = model.generate(
+            input_ids=torch.full((3, 1), sos), max_length=model.config.n_positions + 1, do_sample=False
+        )[:, 1:]
+    assert ours.shape == (3, 1024)
+    assert torch.equal(ours, reference)
+
+
+def test_completion_prefill_equals_generate_greedy(loaded: object) -> None:
+    model = loaded.model
+    tokens = torch.as_tensor(quantise(load_image(ASSETS / "chelsea.jpg"), loaded))
+    prefix = tokens[: 30 * SIDE].repeat(2, 1)
+    ours = FastSampler(model).sample(2, SamplingOptions(num_images=2, top_k=1), prefix)
+    start = torch.cat([torch.full((2, 1), model.config.vocab_size - 1), prefix], dim=1)
+    with torch.inference_mode():
+        reference = model.generate(input_ids=start, max_length=model.config.n_positions + 1, do_sample=False)[:, 1:]
+    assert torch.equal(ours, reference)
+
+
+def test_same_seed_same_images_other_seed_other_images() -> None:
+    first = sample(MODEL, SamplingOptions(num_images=2, seed=7))
+    second = sample(MODEL, SamplingOptions(num_images=2, seed=7))
+    other = sample(MODEL, SamplingOptions(num_images=2, seed=8))
+    assert np.array_equal(first.tokens, second.tokens)
+    assert not np.array_equal(first.tokens, other.tokens)
+    assert [np.asarray(i).tolist() for i in first.images] == [np.asarray(i).tolist() for i in second.images]
+    assert first.images[0].size == (32, 32) and first.images[0].mode == "RGB"
+
+
+def test_top_k_and_top_p_restrict_the_choice() -> None:
+    logits = torch.tensor([[3.0, 2.0, 1.0, 0.0, -1.0]]).repeat(2000, 1)
+    generator = torch.Generator().manual_seed(0)
+    picks = _sample(logits, SamplingOptions(top_k=2), generator)
+    assert set(picks.tolist()) == {0, 1}
+    probabilities = torch.tensor([0.5, 0.3, 0.15, 0.05]).log().repeat(2000, 1)
+    picks = _sample(probabilities, SamplingOptions(top_p=0.6), generator)
+    assert set(picks.tolist()) == {0, 1}
+    picks = _sample(probabilities, SamplingOptions(top_p=0.45), generator)
+    assert set(picks.tolist()) == {0}
+    assert _sample(logits[:3], SamplingOptions(top_k=1), generator).tolist() == [0, 0, 0]
+    cold = _sample(logits, SamplingOptions(temperature=0.05), generator)
+    assert (cold == 0).float().mean() > 0.99
+
+
+def test_completion_keeps_the_kept_rows_bit_identical(loaded: object) -> None:
+    photo = load_image(ASSETS / "astronaut.jpg")
+    result = complete(photo, MODEL, 12, SamplingOptions(num_images=3, seed=1))
+    original = quantise(photo, loaded)
+    assert result.tokens.shape == (3, 1024)
+    assert (result.tokens[:, : 12 * SIDE] == original[: 12 * SIDE]).all()
+    assert not (result.tokens[:, 12 * SIDE :] == original[12 * SIDE :]).all()
+    for image in result.images:
+        assert np.array_equal(np.asarray(image)[:12], np.asarray(result.quantised)[:12])
+
+
+def test_tokens_to_pixels_to_tokens_round_trips(loaded: object) -> None:
+    tokens = np.random.default_rng(0).integers(0, 512, size=(2, 1024))
+    images = tokens_to_images(tokens, clusters_of(loaded))
+    assert [quantise(image, loaded).tolist() for image in images] == tokens.tolist()
+
+
+def test_tiny_palette_is_made_of_the_example_photos_colours(loaded: object) -> None:
+    clusters = clusters_of(loaded)
+    assert clusters.shape == (512, 3)
+    assert clusters.min() >= -1.0 and clusters.max() <= 1.0
+    assert len({tuple(c) for c in clusters}) == 512
+
+
+def test_stream_yields_every_row_and_ends_with_the_returned_images() -> None:
+    options = SamplingOptions(num_images=2, seed=3)
+    updates = list(sample_stream(MODEL, options))
+    assert [u.tokens.shape[1] for u in updates] == [SIDE * (row + 1) for row in range(SIDE)]
+    final = sample(MODEL, options)
+    assert np.array_equal(updates[-1].tokens, final.tokens)
+    assert [np.asarray(i).tolist() for i in updates[-1].images] == [np.asarray(i).tolist() for i in final.images]
+    assert np.asarray(updates[0].images[0])[1:].tolist() == np.full((31, 32, 3), 128).tolist()
+
+
+def test_completion_stream_starts_after_the_kept_rows() -> None:
+    updates = list(complete_stream(load_image(ASSETS / "coffee.jpg"), MODEL, 30, SamplingOptions(num_images=1)))
+    assert [u.tokens.shape[1] for u in updates] == [31 * SIDE, 32 * SIDE]
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        (SamplingOptions(num_images=0), "number of images must be a whole number from 1 to 16"),
+        (SamplingOptions(num_images=17), "from 1 to 16"),
+        (SamplingOptions(temperature=0), "Temperature must be a number"),
+        (SamplingOptions(top_k=2.5), "Top-k must be a whole number"),
+        (SamplingOptions(top_p=float("nan")), "Top-p must be a number"),
+        (SamplingOptions(seed=-1), "seed must be a whole number"),
+    ],
+)
+def test_bad_options_are_refused(options: SamplingOptions, message: str) -> None:
+    with pytest.raises(InputError, match=message):
+        sample(MODEL, options)
+
+
+def test_bad_completion_requests_are_refused() -> None:
+    photo = load_image(ASSETS / "coffee.jpg")
+    with pytest.raises(InputError, match="Rows to keep must be from 1 to 31"):
+        complete(photo, MODEL, 32, SamplingOptions(num_images=1))
+    with pytest.raises(InputError, match="Unknown model"):
+        sample("levit-128S", SamplingOptions(num_images=1))
