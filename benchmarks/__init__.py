@@ -1,0 +1,1 @@
+"""Benchmarks: our way against the plain transformers way, same model, same run."""

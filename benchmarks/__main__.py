@@ -1,0 +1,67 @@
+"""python -m benchmarks: time our paths against the plain transformers way and record the table.
+
+python -m benchmarks                       # every benchmark, CPU (or CUDA when present)
+python -m benchmarks --only imagegpt --repeat 3
+python -m benchmarks --quick               # fewer tokens and repeats, for a smoke run
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import sys
+from pathlib import Path
+
+import torch
+
+from benchmarks import imagegpt
+from benchmarks.common import Row, machine, markdown_table
+
+RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__.splitlines()[0])
+    parser.add_argument("--only", choices=["imagegpt"], action="append", help="run only these benchmarks")
+    parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    parser.add_argument("--repeat", type=int, default=3, help="timed runs per measurement (median)")
+    parser.add_argument("--quick", action="store_true", help="smaller workloads (not for recorded figures)")
+    parser.add_argument("--no-record", action="store_true", help=f"print only; do not update {RESULTS.name}")
+    args = parser.parse_args(argv)
+
+    use_cuda = args.device == "cuda" or (args.device == "auto" and torch.cuda.is_available())
+    device = torch.device("cuda" if use_cuda else "cpu")
+    dtype = torch.float16 if use_cuda else torch.float32
+    only = set(args.only or ["imagegpt"])
+    repeat = 1 if args.quick else args.repeat
+    rows: list[Row] = []
+    if "imagegpt" in only:
+        sizes = ["imagegpt-small"] if args.quick or not use_cuda else ["imagegpt-small", "imagegpt-medium"]
+        tokens = 128 if args.quick else 1024
+        rows += imagegpt.run(device, dtype, repeat, sizes, batch=4, tokens=tokens)
+
+    stamp = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    section = (
+        f"## {machine()}\n\n{stamp}, median of {repeat}{' (quick)' if args.quick else ''}\n\n{markdown_table(rows)}\n"
+    )
+    print(section)
+    if not args.no_record and not args.quick:
+        record(section, device.type)
+    return 0
+
+
+def record(section: str, device_type: str) -> None:
+    """Keep one section per device type (cpu / cuda) in RESULTS.md, replacing the previous one."""
+    marker_start, marker_end = f"<!-- {device_type} start -->", f"<!-- {device_type} end -->"
+    text = RESULTS.read_text(encoding="utf-8") if RESULTS.exists() else "# Benchmark results\n"
+    block = f"{marker_start}\n{section}{marker_end}"
+    if marker_start in text:
+        before, rest = text.split(marker_start, 1)
+        text = before + block + rest.split(marker_end, 1)[1]
+    else:
+        text = text.rstrip("\n") + "\n\n" + block + "\n"
+    RESULTS.write_text(text, encoding="utf-8")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,62 @@
+"""ImageGPT sampling: the fast sampler against `model.generate`, full-size architectures with random
+weights (speed does not depend on weight values)."""
+
+from __future__ import annotations
+
+import torch
+
+from benchmarks.common import Row, measure
+from core.imagegpt import FastSampler, SamplingOptions
+
+SIZES = {
+    "imagegpt-small": {"n_embd": 512, "n_layer": 24, "n_head": 8},
+    "imagegpt-medium": {"n_embd": 1024, "n_layer": 36, "n_head": 8},
+}
+
+
+def build(size: str, device: torch.device, dtype: torch.dtype) -> torch.nn.Module:
+    from transformers import ImageGPTConfig, ImageGPTForCausalImageModeling
+
+    torch.manual_seed(0)
+    config = ImageGPTConfig(**SIZES[size])
+    return ImageGPTForCausalImageModeling(config).to(device, dtype).eval()
+
+
+def run(device: torch.device, dtype: torch.dtype, repeat: int, sizes: list[str], batch: int, tokens: int) -> list[Row]:
+    return [bench(size, device, dtype, repeat, batch, tokens) for size in sizes]
+
+
+def bench(size: str, device: torch.device, dtype: torch.dtype, repeat: int, batch: int, tokens: int) -> Row:
+    model = build(size, device, dtype)
+    sampler = FastSampler(model)
+    sos = model.config.vocab_size - 1
+    options = SamplingOptions(num_images=batch, top_k=40, seed=0)
+
+    def ours() -> None:
+        stream = sampler.stream(batch, options, device=device, every=tokens)
+        next(stream)
+        stream.close()
+
+    def reference() -> None:
+        with torch.inference_mode():
+            model.generate(
+                input_ids=torch.full((batch, 1), sos, device=device),
+                max_length=tokens + 1,
+                min_length=tokens + 1,
+                do_sample=True,
+                top_k=40,
+            )
+
+    ours_s, ours_peak = measure(ours, repeat, device)
+    reference_s, reference_peak = measure(reference, repeat, device)
+    return Row(
+        task="imagegpt sample",
+        model=f"{size} (random weights)",
+        device=f"{device.type} {str(dtype).removeprefix('torch.')}",
+        batch=f"{batch} x {tokens} tokens",
+        ours_s=ours_s,
+        reference_s=reference_s,
+        reference="model.generate(do_sample, top_k=40)",
+        ours_peak_mb=ours_peak,
+        reference_peak_mb=reference_peak,
+    )
