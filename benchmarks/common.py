@@ -26,6 +26,7 @@ class Row:
     ours_peak_mb: float | None = None
     reference_peak_mb: float | None = None
     note: str = ""
+    runs: int = 1
 
     @property
     def ratio(self) -> float:
@@ -73,14 +74,14 @@ def machine() -> str:
 
 def markdown_table(rows: list[Row]) -> str:
     lines = [
-        "| task | model | device | batch | ours (median) | reference | reference (median) | ratio "
+        "| task | model | device | batch | runs | ours (median) | reference | reference (median) | ratio "
         "| peak MB ours / ref | note |",
-        "| --- | --- | --- | --- | ---: | --- | ---: | ---: | ---: | --- |",
+        "| --- | --- | --- | --- | ---: | ---: | --- | ---: | ---: | ---: | --- |",
     ]
     for r in rows:
         peak = "–" if r.ours_peak_mb is None else f"{r.ours_peak_mb:.0f} / {r.reference_peak_mb:.0f}"
         lines.append(
-            f"| {r.task} | {r.model} | {r.device} | {r.batch} | {r.ours_s * 1000:.1f} ms | {r.reference} | "
+            f"| {r.task} | {r.model} | {r.device} | {r.batch} | {r.runs} | {r.ours_s * 1000:.1f} ms | {r.reference} | "
             f"{r.reference_s * 1000:.1f} ms | {r.ratio:.2f}x | {peak} | {r.note} |"
         )
     return "\n".join(lines)
