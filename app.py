@@ -12,12 +12,13 @@ import gradio as gr
 
 from core.runtime import describe_runtime
 from core.settings import Settings, get_settings, reset_settings
-from tabs import caption, classify, flow, imagegpt, segment
+from tabs import caption, chat, classify, flow, imagegpt, segment
 
 TABS = [
     ("Classify", "classify", classify.build),
     ("Segment", "segment", segment.build),
     ("Caption", "caption", caption.build),
+    ("Visual chat", "chat", chat.build),
     ("Flow", "flow", flow.build),
     ("ImageGPT", "imagegpt", imagegpt.build),
 ]
@@ -46,14 +47,22 @@ TINY_BANNER = (
 
 def build_demo(settings: Settings | None = None) -> gr.Blocks:
     settings = settings or get_settings()
-    with gr.Blocks(title=TITLE, analytics_enabled=False) as demo:
+    # delete_cache: files the app wrote for downloads leave Gradio's cache after an hour
+    with gr.Blocks(title=TITLE, analytics_enabled=False, delete_cache=(3600, 3600)) as demo:
         gr.Markdown(INTRO)
         if settings.tiny:
             gr.Markdown(TINY_BANNER, elem_id="tiny-banner")
         for title, tab_id, build in TABS:
             with gr.Tab(title, id=tab_id, elem_id=f"tab-{tab_id}"):
                 build()
-        gr.Markdown(f"<small>Models run on {describe_runtime(settings)}.</small>")
+        runtime = gr.Markdown()
+        # filled when a page opens, not at import: nothing touches CUDA before a request (ZeroGPU)
+        demo.load(
+            lambda: f"<small>Models run on {describe_runtime()}.</small>",
+            outputs=runtime,
+            api_visibility="private",
+            queue=False,
+        )
     demo.queue(max_size=settings.queue_size, default_concurrency_limit=1)
     return demo
 
@@ -64,19 +73,21 @@ demo = build_demo()
 def launch_options(settings: Settings | None = None) -> dict[str, object]:
     """Keyword arguments for `launch()` shared by `main` and the tests."""
     settings = settings or get_settings()
-    return {"max_file_size": f"{settings.max_upload_mb}mb", "css": CSS}
+    return {"max_file_size": f"{settings.max_upload_mb}mb", "css": CSS, "mcp_server": settings.mcp}
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tiny", action="store_true", help="use tiny random models (offline, no downloads)")
     parser.add_argument("--share", action="store_true", help="also serve on a public *.gradio.live link")
+    parser.add_argument("--mcp", action="store_true", help="also serve every tab as an MCP tool (/gradio_api/mcp/)")
     parser.add_argument("--host", default=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"))
     parser.add_argument("--port", type=int, default=int(os.environ.get("GRADIO_SERVER_PORT", "7860")))
     args = parser.parse_args(argv)
     app = demo
-    if args.tiny and not get_settings().tiny:
-        os.environ["PLAYGROUND_TINY"] = "1"
+    changes = {"PLAYGROUND_TINY": args.tiny and not get_settings().tiny, "PLAYGROUND_MCP": args.mcp}
+    if any(changes.values()):
+        os.environ.update({name: "1" for name, changed in changes.items() if changed})
         reset_settings()
         app = build_demo()
     app.launch(

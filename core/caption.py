@@ -5,15 +5,13 @@ returning plain Python. Transformers 5 has no image-to-text pipeline, so generat
 
 Decoding is greedy, beam search (an n-best list scored by `sequences_scores`: the sum of the token
 log-probabilities divided by the generated length ** length_penalty) or sampling (temperature and
-top-p; top-k is switched off so that only top-p filters). `generate` draws from torch's global
-random generator, so seeded sampling sets `torch.manual_seed(seed)` and generates while holding
-`SEED_LOCK`: two users sampling at once cannot interleave their draws.
+top-p; top-k is switched off so that only top-p filters). Seeded sampling
+generates under `core.streaming.SEED_LOCK`; streaming uses `core.streaming.GenerationStream`.
 """
 
 from __future__ import annotations
 
 import math
-import threading
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, replace
@@ -25,6 +23,7 @@ from PIL import Image
 from core.errors import InputError
 from core.models import LoadedModel, ModelCache, get_cache
 from core.registry import ModelSpec, get_spec, specs_for
+from core.streaming import SEED_LOCK, GenerationStream
 
 TASK = "caption"
 MODES = ("greedy", "beam", "sampling")
@@ -32,8 +31,6 @@ MAX_NEW_TOKENS = 64
 MAX_BEAMS = 8
 MAX_BATCH_IMAGES = 16
 MAX_SEED = 2**31 - 1
-SEED_LOCK = threading.Lock()
-STREAM_TIMEOUT_S = 300.0
 
 
 @dataclass(frozen=True)
@@ -305,23 +302,11 @@ def caption_batch(
     )
 
 
-class _StopWhenClosed:
-    """A stopping criterion that ends generation once the consumer of a stream has gone away."""
-
-    def __init__(self, event: threading.Event) -> None:
-        self.event = event
-
-    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor, **kwargs: Any) -> torch.Tensor:
-        return torch.full((input_ids.shape[0],), self.event.is_set(), dtype=torch.bool, device=input_ids.device)
-
-
 def stream_caption(
     image: Image.Image, model_key: str, decoding: Decoding | None = None, *, cache: ModelCache | None = None
 ) -> Iterator[CaptionResult]:
     """Caption one image word by word (greedy or sampling): partial results (`done=False`) as words
     arrive, then the final result, whose caption is exactly what `caption()` returns."""
-    from transformers import StoppingCriteriaList, TextIteratorStreamer
-
     decoding = decoding or Decoding()
     if decoding.mode == "beam":
         raise InputError("Beam search cannot stream: the best beam is only known at the end.")
@@ -330,26 +315,11 @@ def stream_caption(
     start = time.perf_counter()
     pixels = pixel_values(loaded, [image])
     preprocessed = time.perf_counter()
-    streamer = TextIteratorStreamer(
-        tokenizer_of(loaded), skip_prompt=True, timeout=STREAM_TIMEOUT_S, skip_special_tokens=True
+    stream = GenerationStream(
+        lambda **kwargs: _generate(loaded, pixels, decoding, **kwargs, **decoding.generate_kwargs()),
+        tokenizer_of(loaded),
+        name=f"caption-{spec.key}",
     )
-    closed = threading.Event()
-    outcome: dict[str, Any] = {}
-
-    def run() -> None:
-        try:
-            outcome["output"] = _generate(
-                loaded,
-                pixels,
-                decoding,
-                streamer=streamer,
-                stopping_criteria=StoppingCriteriaList([_StopWhenClosed(closed)]),
-                **decoding.generate_kwargs(),
-            )
-        except BaseException as error:
-            outcome["error"] = error
-            streamer.end()
-
     partial = CaptionResult(
         key=spec.key,
         name=spec.name,
@@ -361,23 +331,16 @@ def stream_caption(
         device=str(loaded.device),
         done=False,
     )
-    thread = threading.Thread(target=run, name=f"caption-{spec.key}", daemon=True)
-    thread.start()
-    try:
+    with stream:
         text = ""
-        for piece in streamer:
+        for piece in stream:
             text += piece
             if piece.strip():
                 elapsed = _ms(time.perf_counter() - preprocessed)
                 yield replace(partial, candidates=[Candidate(text.strip())], generate_ms=elapsed)
-        thread.join()
-    finally:
-        closed.set()
-    if "error" in outcome:
-        raise outcome["error"]
     yield replace(
         partial,
-        candidates=_candidates(loaded, outcome["output"]),
+        candidates=_candidates(loaded, stream.output),
         generate_ms=_ms(time.perf_counter() - preprocessed),
         done=True,
     )

@@ -22,7 +22,7 @@ from PIL import Image
 
 from core import render
 from core.errors import InputError, ModelUnavailableError
-from core.models import LoadedModel, ModelCache, get_cache
+from core.models import LoadedModel, ModelCache, get_cache, release_memory
 from core.registry import ModelSpec, get_spec, specs_for
 from core.settings import get_settings
 from core.video import read_video, write_mp4
@@ -169,15 +169,18 @@ def perceiver_forward(loaded: LoadedModel) -> TileForward:
     def forward(tiles: np.ndarray) -> np.ndarray:
         if tiles.shape[2:4] != tile:
             raise ValueError(f"tiles must be {tile}, got {tiles.shape[2:4]}")
-        frames = torch.from_numpy(tiles).to(loaded.device).permute(0, 1, 4, 2, 3)
         try:
+            frames = torch.from_numpy(tiles).to(loaded.device).permute(0, 1, 4, 2, 3)
             with torch.inference_mode():
                 logits = loaded.model(inputs=image_patches(frames).to(loaded.dtype)).logits
         except torch.OutOfMemoryError:
-            torch.cuda.empty_cache()
+            release_memory()
+            if len(tiles) > 1:  # retry with half the tile batch
+                half = len(tiles) // 2
+                return np.concatenate([forward(tiles[:half]), forward(tiles[half:])])
             raise ModelUnavailableError(
-                "Not enough GPU memory for Perceiver IO at this tile batch size. "
-                "Lower PLAYGROUND_FLOW_TILE_BATCH, or use a smaller image."
+                "Not enough GPU memory for Perceiver IO even one tile at a time. Try again when the "
+                "server is less busy, or use the OpenCV methods."
             ) from None
         return logits.float().cpu().numpy() * FLOW_SCALE
 

@@ -130,12 +130,35 @@ def _unavailable_message(spec: ModelSpec, error: BaseException) -> str:
     return f"Could not load {what}: {type(error).__name__}: {str(error)[:200]}"
 
 
+def quantization_kwargs(spec: ModelSpec, settings: Settings) -> dict[str, Any]:
+    """`from_pretrained` arguments for 4-bit weights (bitsandbytes): the chat model on CUDA with
+    PLAYGROUND_CHAT_4BIT=1; nothing otherwise."""
+    device = select_device(settings)
+    if not (settings.chat_4bit and spec.task == "chat" and device.type == "cuda"):
+        return {}
+    try:
+        import bitsandbytes  # noqa: F401
+    except ImportError:
+        raise ModelUnavailableError(
+            "PLAYGROUND_CHAT_4BIT=1 needs the bitsandbytes package (pip install bitsandbytes, CUDA only); "
+            "install it or unset PLAYGROUND_CHAT_4BIT."
+        ) from None
+    from transformers import BitsAndBytesConfig
+
+    compute = select_dtype(device, settings)
+    return {
+        "quantization_config": BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_compute_dtype=compute),
+        "device_map": {"": device.index or 0},
+    }
+
+
 def load_model(spec: ModelSpec, settings: Settings | None = None) -> LoadedModel:
     """Load `spec` with `from_pretrained` from the hub cache, or from the tiny folder in tiny mode."""
     import transformers
 
     settings = settings or get_settings()
     start = time.perf_counter()
+    quantized = quantization_kwargs(spec, settings)
     try:
         source = str(ensure_tiny_model(spec, settings)) if settings.tiny else spec.hub_id
         device = select_device(settings)
@@ -145,7 +168,10 @@ def load_model(spec: ModelSpec, settings: Settings | None = None) -> LoadedModel
             processor_class = getattr(transformers, spec.processor_class) if spec.processor_class else None
             tokenizer_class = getattr(transformers, spec.tokenizer_class) if spec.tokenizer_class else None
         # transformers 5 picks SDPA attention for every (sub)model that supports it, eager otherwise
-        model = model_class.from_pretrained(source, dtype=dtype).to(device).eval()
+        if quantized:
+            model = model_class.from_pretrained(source, dtype=dtype, **quantized).eval()
+        else:
+            model = model_class.from_pretrained(source, dtype=dtype).to(device).eval()
         processor = processor_class.from_pretrained(source) if processor_class else None
         tokenizer = tokenizer_class.from_pretrained(source) if tokenizer_class else None
     except Exception as error:
@@ -183,14 +209,21 @@ class ModelCache:
                 if key in self._models:
                     self._models.move_to_end(key)
                     return self._models[key], False
-            loaded = self._loader(spec)
+            try:
+                loaded = self._loader(spec)
+            except ModelUnavailableError as error:
+                if not (is_out_of_memory(error.__cause__) and self.loaded_keys()):
+                    raise
+                log.warning("not enough memory to load %s: unloading the other models and retrying", key)
+                self.clear()
+                loaded = self._loader(spec)
             with self._lock:
                 self.loads[key] = self.loads.get(key, 0) + 1
                 self._models[key] = loaded
                 evicted = self._evict_over_budget(keep=key)
         if evicted:
             log.info("evicted %s to stay within the memory budget", ", ".join(evicted))
-            _release_memory()
+            release_memory()
         return loaded, True
 
     def _evict_over_budget(self, keep: str) -> list[str]:
@@ -212,13 +245,18 @@ class ModelCache:
     def clear(self) -> None:
         with self._lock:
             self._models.clear()
-        _release_memory()
+        release_memory()
 
 
-def _release_memory() -> None:
+def release_memory() -> None:
+    """Return freed memory to the system (and cached CUDA blocks to the driver)."""
     gc.collect()
     if torch.cuda.is_available():
         torch.cuda.empty_cache()
+
+
+def is_out_of_memory(error: BaseException) -> bool:
+    return isinstance(error, torch.OutOfMemoryError | MemoryError)
 
 
 _default_cache: ModelCache | None = None

@@ -377,6 +377,20 @@ REGISTRY: dict[str, ModelSpec] = {
             )
             for size, params in (("small", 76.0), ("medium", 455.0), ("large", 1362.0))
         ),
+        ModelSpec(
+            key="vip-llava-7b",
+            task="chat",
+            hub_id="llava-hf/vip-llava-7b-hf",
+            name="ViP-LLaVA-7B",
+            family="ViP-LLaVA",
+            model_class="VipLlavaForConditionalGeneration",
+            processor_class="AutoProcessor",
+            build_tiny=lazy_builder("core.tiny_chat", "tiny_vip_llava"),
+            description=(
+                "ViP-LLaVA-7B (CLIP-L/336 + Vicuna-7B), trained to read boxes, arrows and scribbles drawn on the image."
+            ),
+            params_millions=7063.0,
+        ),
     ]
 }
 

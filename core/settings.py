@@ -70,11 +70,14 @@ class Settings:
     queue_size: int
     default_top_k: int
     segment_max_side: int
+    mcp: bool
     flow_tile_batch: int
     flow_max_pixels: int
     flow_video_max_frames: int
     flow_video_max_seconds: float
     flow_video_max_pixels: int
+    chat_4bit: bool = False
+    chat_max_new_tokens: int = 512
 
     @property
     def max_upload_bytes(self) -> int:
@@ -97,11 +100,14 @@ def load_settings() -> Settings:
         queue_size=int(_env_number("PLAYGROUND_QUEUE_SIZE", 64, 1)),
         default_top_k=int(_env_number("PLAYGROUND_TOP_K", 5, 1)),
         segment_max_side=int(_env_number("PLAYGROUND_SEGMENT_MAX_SIDE", 1280, 64)),
+        mcp=_env_bool("PLAYGROUND_MCP", False),
         flow_tile_batch=int(_env_number("PLAYGROUND_FLOW_TILE_BATCH", 4, 1)),
         flow_max_pixels=int(_env_number("PLAYGROUND_FLOW_MAX_PIXELS", 4_000_000, 256)),
         flow_video_max_frames=int(_env_number("PLAYGROUND_FLOW_VIDEO_MAX_FRAMES", 120, 2)),
         flow_video_max_seconds=float(_env_number("PLAYGROUND_FLOW_VIDEO_MAX_SECONDS", 10.0, 0.1, float)),
         flow_video_max_pixels=int(_env_number("PLAYGROUND_FLOW_VIDEO_MAX_PIXELS", 640 * 480, 256)),
+        chat_4bit=_env_bool("PLAYGROUND_CHAT_4BIT", False),
+        chat_max_new_tokens=int(_env_number("PLAYGROUND_CHAT_MAX_NEW_TOKENS", 512, 1)),
     )
 
 

@@ -3,7 +3,7 @@ an n-best list for beam search, several images in one batch, and the caption str
 
 from __future__ import annotations
 
-from collections.abc import Callable, Generator, Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +15,7 @@ from core.caption import Decoding
 from core.errors import InputError
 from core.images import ImageInputError, load_image
 from core.registry import get_spec
-from tabs.components import example_paths, image_input, user_errors
+from tabs.components import FileUpload, example_paths, image_input, on_gpu, user_errors
 
 DEFAULTS = Decoding()
 DEFAULT_MODEL = "vit-gpt2"
@@ -31,33 +31,8 @@ CaptionFn = Callable[..., Iterator[dict[str, Any]]]
 BatchFn = Callable[..., dict[str, Any]]
 
 
-# user_errors wraps plain functions, and a generator's errors only surface while it is iterated:
-# the streaming handler below is built from two wrapped steps, start and next.
 @user_errors("caption the image")
-def _start(
-    image: str | None,
-    model: str,
-    mode: str,
-    max_new_tokens: float,
-    num_beams: float,
-    n_best: float,
-    temperature: float,
-    top_p: float,
-    seed: float,
-) -> Generator[core_caption.CaptionResult, None, None]:
-    decoding = core_caption.validate_decoding(mode, max_new_tokens, num_beams, n_best, temperature, top_p, seed)
-    get_spec(model, core_caption.TASK)  # an unknown model is refused before the image is read
-    rgb = load_image(image)
-    if decoding.mode == "beam":
-        return (result for result in [core_caption.caption(rgb, model, decoding)])
-    return core_caption.stream_caption(rgb, model, decoding)
-
-
-@user_errors("caption the image")
-def _next_result(results: Iterator[core_caption.CaptionResult]) -> core_caption.CaptionResult | None:
-    return next(results, None)
-
-
+@on_gpu(duration=60)
 def caption_image(
     image: str | None,
     model: str,
@@ -87,9 +62,15 @@ def caption_image(
         "timings_ms": {"preprocess", "generate", "load"}, "device", "done"}. Greedy and sampling
         stream: partial results have "done": False; the last one is the final caption.
     """
-    results = _start(image, model, mode, max_new_tokens, num_beams, n_best, temperature, top_p, seed)
+    decoding = core_caption.validate_decoding(mode, max_new_tokens, num_beams, n_best, temperature, top_p, seed)
+    get_spec(model, core_caption.TASK)  # an unknown model is refused before the image is read
+    rgb = load_image(image)
+    if decoding.mode == "beam":
+        yield core_caption.caption(rgb, model, decoding).to_dict()
+        return
+    results = core_caption.stream_caption(rgb, model, decoding)
     try:
-        while (result := _next_result(results)) is not None:
+        for result in results:
             yield result.to_dict()
     finally:
         results.close()
@@ -110,6 +91,7 @@ def _load_images(files: list[str] | None) -> list[Image.Image]:
 
 
 @user_errors("caption the images")
+@on_gpu(duration=120)
 def caption_images(
     images: list[str] | None,
     model: str,
@@ -126,7 +108,11 @@ def caption_images(
         images: up to 16 images (any common format).
         model: registry key, as for /caption.
         mode: "greedy", "beam" (the best beam of each image) or "sampling".
-        max_new_tokens, num_beams, temperature, top_p, seed: as for /caption.
+        max_new_tokens: length limit of each caption in tokens (1-64).
+        num_beams: beams for beam search (1-8).
+        temperature: sampling temperature (above 0, at most 2).
+        top_p: nucleus sampling threshold (above 0, at most 1).
+        seed: random seed for sampling; the same seed gives the same captions.
 
     Returns:
         {"captions": [{"text", "score"}], "files": [name], "model", "model_name", "hub_id", "mode",
@@ -247,7 +233,7 @@ def build(caption_fn: CaptionFn = caption_image, batch_fn: BatchFn = caption_ima
         )
         with gr.Row():
             with gr.Column(scale=2):
-                files = gr.File(
+                files = FileUpload(
                     file_count="multiple", file_types=["image"], type="filepath", label="Images", height=200
                 )
                 gr.Examples(examples=[[example_paths(*PHOTOS)]], inputs=files, label="Example batch")

@@ -10,13 +10,14 @@ import gradio as gr
 from core import classify as core_classify
 from core.images import load_image
 from core.settings import get_settings
-from tabs.components import example_paths, image_input, user_errors
+from tabs.components import example_paths, image_input, on_gpu, user_errors
 
 DEFAULT_MODELS = ["beit-base-224", "levit-128S", "perceiver-conv"]
 ClassifyFn = Callable[..., dict[str, Any]]
 
 
 @user_errors("classify the image")
+@on_gpu(duration=60)
 def classify_image(
     image: str | None, models: list[str], top_k: float, progress: gr.Progress = gr.Progress()
 ) -> dict[str, Any]:

@@ -15,8 +15,10 @@ from typing import Any, ParamSpec, TypeVar
 
 import gradio as gr
 from gradio.data_classes import ImageData
+from gradio.utils import get_upload_folder
 
 from core.errors import UserFacingError
+from core.models import get_cache, is_out_of_memory, release_memory
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
 log = logging.getLogger(__name__)
@@ -25,7 +27,53 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 
-class ImageUpload(gr.Image):
+NOT_AN_UPLOAD = (
+    "Only files uploaded to this app can be used: a path on the server or a web address is not accepted. "
+    "Upload the file itself (with gradio_client: handle_file(...))."
+)
+
+
+def is_upload(path: str | Path) -> bool:
+    """Whether `path` is a file uploaded to this app (in Gradio's upload folder) or an example."""
+    if not isinstance(path, str | Path) or "://" in str(path):
+        return False
+    resolved = Path(path).resolve()
+    return any(resolved.is_relative_to(root) for root in (Path(get_upload_folder()).resolve(), ASSETS))
+
+
+class UploadsOnly(gr.components.Component):
+    """Refuses server paths and URLs that a request may name in place of an upload.
+
+    Gradio 6.31 copies a file that an API request names by path (or downloads a URL) into its cache
+    before the handler runs, even when the path is not an upload; this stops it at that copy.
+    """
+
+    @staticmethod
+    def _refuse_non_uploads(url_or_file_path: str | Path | None) -> None:
+        if url_or_file_path is not None and not is_upload(url_or_file_path):
+            log.warning("refused a request naming %r instead of uploading a file", str(url_or_file_path)[:200])
+            raise gr.Error(NOT_AN_UPLOAD, title="Not an upload", print_exception=False)
+
+    def move_resource_to_block_cache(self, url_or_file_path: str | Path | None) -> str | None:
+        self._refuse_non_uploads(url_or_file_path)
+        return super().move_resource_to_block_cache(url_or_file_path)
+
+    async def async_move_resource_to_block_cache(self, url_or_file_path: str | Path | None) -> str | None:
+        self._refuse_non_uploads(url_or_file_path)
+        return await super().async_move_resource_to_block_cache(url_or_file_path)
+
+
+class FileUpload(UploadsOnly, gr.File):
+    def get_block_name(self) -> str:
+        return "file"
+
+
+class VideoUpload(UploadsOnly, gr.Video):
+    def get_block_name(self) -> str:
+        return "video"
+
+
+class ImageUpload(UploadsOnly, gr.Image):
     """gr.Image that hands the uploaded file's path to core.images unopened.
 
     Gradio's own preprocessing opens every upload with PIL (any format PIL knows, no size
@@ -48,6 +96,12 @@ def image_input(**kwargs: Any) -> ImageUpload:
     return ImageUpload(type="filepath", **kwargs)
 
 
+OUT_OF_MEMORY = (
+    "The server ran out of memory for this request, even after unloading idle models. Try a smaller "
+    "image, fewer images or models, or again in a moment."
+)
+
+
 @contextlib.contextmanager
 def _as_user_error(action: str) -> Iterator[None]:
     try:
@@ -56,7 +110,10 @@ def _as_user_error(action: str) -> Iterator[None]:
         raise
     except UserFacingError as error:
         raise gr.Error(str(error), title=f"Could not {action}", print_exception=False) from None
-    except Exception:
+    except Exception as error:
+        if is_out_of_memory(error):
+            log.warning("out of memory while trying to %s", action)
+            raise gr.Error(OUT_OF_MEMORY, title=f"Could not {action}", print_exception=False) from None
         log.exception("unexpected error while trying to %s", action)
         raise gr.Error(
             "Something went wrong on the server. It has been logged; please try again, "
@@ -64,6 +121,34 @@ def _as_user_error(action: str) -> Iterator[None]:
             title=f"Could not {action}",
             print_exception=False,
         ) from None
+
+
+def on_gpu(duration: int) -> Callable[[Callable[P, R]], Callable[P, R]]:
+    """On Hugging Face ZeroGPU hardware, hold a GPU for up to `duration` seconds per call
+    (`spaces.GPU`); elsewhere, and without the `spaces` package, the function is left as it is."""
+    try:
+        import spaces
+    except ImportError:
+        return lambda fn: fn
+    return spaces.GPU(duration=duration)
+
+
+def as_files(images: list[tuple[Any, str]], folder: Path, stem: str = "image") -> list[tuple[str, str]]:
+    """Write (image, caption) pairs as PNG files in `folder` and return (path, caption) pairs.
+
+    Gradio writes images returned as arrays into a cache path named by their content without a
+    lock, so two users who get the same picture at the same moment can be served a half-written
+    file; a file path is copied into its cache atomically instead.
+    """
+    from PIL import Image
+
+    paths = []
+    for number, (image, caption) in enumerate(images, start=1):
+        path = folder / f"{stem}-{number:02d}.png"
+        picture = image if isinstance(image, Image.Image) else Image.fromarray(image)
+        picture.save(path, format="PNG")
+        paths.append((str(path), caption))
+    return paths
 
 
 def user_errors(action: str) -> Callable[[Callable[P, R]], Callable[P, R]]:
@@ -84,6 +169,15 @@ def user_errors(action: str) -> Callable[[Callable[P, R]], Callable[P, R]]:
         @functools.wraps(fn)
         def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
             with _as_user_error(action):
+                try:
+                    return fn(*args, **kwargs)
+                except Exception as error:
+                    if not is_out_of_memory(error):
+                        raise
+                # out of memory: unload the idle models, free what can be freed, and try once more
+                log.warning("out of memory while trying to %s; unloading idle models and retrying", action)
+                get_cache().clear()
+                release_memory()
                 return fn(*args, **kwargs)
 
         return wrapper

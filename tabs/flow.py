@@ -11,7 +11,7 @@ import numpy as np
 from core import flow as core_flow
 from core.images import load_image
 from core.settings import get_settings
-from tabs.components import example_paths, image_input, output_dir, user_errors
+from tabs.components import VideoUpload, as_files, example_paths, image_input, on_gpu, output_dir, user_errors
 
 DEFAULT_METHODS = ["dis", "farneback"]
 DEFAULT_STRIDE = 24
@@ -20,6 +20,7 @@ VideoFlowFn = Callable[..., tuple[str, dict[str, Any]]]
 
 
 @user_errors("compute the flow")
+@on_gpu(duration=120)
 def compute_flow(
     frame1: str | None,
     frame2: str | None,
@@ -45,19 +46,21 @@ def compute_flow(
         "images"; the flow of each method as Middlebury .flo and numpy .npy files.
     """
     first, second = load_image(frame1), load_image(frame2)
+    folder = output_dir("flow")
     result = core_flow.compare_flow(
         first,
         second,
         methods,
         dis_preset=dis_preset,
         arrow_stride=arrow_stride,
-        out_dir=output_dir("flow"),
+        out_dir=folder,
         progress=lambda f, m: progress(f, desc=m),
     )
-    return result.to_dict(), result.gallery, [str(path) for path in result.files]
+    return result.to_dict(), as_files(result.gallery, folder, "flow"), [str(path) for path in result.files]
 
 
 @user_errors("compute the flow of the video")
+@on_gpu(duration=300)
 def compute_video_flow(
     video: str | None, method: str, dis_preset: str, frame_step: float, progress: gr.Progress = gr.Progress()
 ) -> tuple[str, dict[str, Any]]:
@@ -172,7 +175,7 @@ def build(flow_fn: FlowFn = compute_flow, video_fn: VideoFlowFn = compute_video_
         with gr.Tab("Video", id="flow-video"):
             with gr.Row():
                 with gr.Column():
-                    clip = gr.Video(label="Clip", sources=["upload"], height=300)
+                    clip = VideoUpload(label="Clip", sources=["upload"], height=300)
                     gr.Examples(
                         examples=example_paths("flow_pan.mp4"),
                         inputs=clip,

@@ -10,7 +10,7 @@ from PIL import Image
 
 from core import imagegpt as core_imagegpt
 from core.images import load_image
-from tabs.components import example_paths, image_input, user_errors
+from tabs.components import as_files, example_paths, image_input, on_gpu, output_dir, user_errors
 
 DEFAULT_MODEL = "imagegpt-small"
 PIXELATED = "pixelated"
@@ -24,10 +24,15 @@ def _options(num_images: float, temperature: float, top_k: float, top_p: float, 
 
 
 def _gallery(samples: core_imagegpt.Samples, prefix: str) -> Gallery:
-    return [(image, f"{prefix} {index + 1}") for index, image in enumerate(samples.images)]
+    """Rows so far as images; the finished set as PNG files (see `as_files`)."""
+    gallery = [(image, f"{prefix} {index + 1}") for index, image in enumerate(samples.images)]
+    if samples.tokens.shape[1] < core_imagegpt.SIDE * core_imagegpt.SIDE:
+        return gallery
+    return as_files(gallery, output_dir("imagegpt"), prefix)
 
 
 @user_errors("sample images")
+@on_gpu(duration=180)
 def sample_images(
     model: str,
     num_images: float = 4,
@@ -55,6 +60,7 @@ def sample_images(
 
 
 @user_errors("complete the image")
+@on_gpu(duration=180)
 def complete_image(
     image: str | None,
     model: str,
@@ -72,7 +78,10 @@ def complete_image(
         model: "imagegpt-small", "imagegpt-medium" or "imagegpt-large".
         kept_rows: how many of the 32 rows to keep (1-31).
         num_images: how many completions (1-16).
-        temperature, top_k, top_p, seed: as for sampling.
+        temperature: sampling temperature (0.05-5); lower is more conservative.
+        top_k: sample only among the k most likely colours (0 = all, 1 = greedy).
+        top_p: sample only among the most likely colours whose probabilities add up to top_p (0.01-1).
+        seed: the same seed and settings give the same completions.
 
     Returns:
         The steps (original, 32x32 palette version, kept part), the completions, and

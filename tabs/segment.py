@@ -11,7 +11,7 @@ from PIL import Image
 
 from core import segment as core_segment
 from core.images import load_image
-from tabs.components import example_paths, image_input, output_dir, user_errors
+from tabs.components import example_paths, image_input, on_gpu, output_dir, user_errors
 
 DEFAULT_MODEL = "mask2former-swin-small-coco-panoptic"
 MODE_INFO = {
@@ -24,6 +24,7 @@ SegmentFn = Callable[..., tuple[dict[str, Any], str, str]]
 
 
 @user_errors("segment the image")
+@on_gpu(duration=60)
 def segment_image(
     image: str | None,
     model: str,

@@ -15,6 +15,7 @@ atexit.register(shutil.rmtree, _SESSION_DIR, ignore_errors=True)
 os.environ["PLAYGROUND_TINY"] = "1"
 os.environ.setdefault("PLAYGROUND_TINY_DIR", str(_SESSION_DIR / "tiny-models"))
 os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["PLAYGROUND_MCP"] = "1"  # the app under test also serves its tabs as MCP tools
 os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
 os.environ["GRADIO_TEMP_DIR"] = str(_SESSION_DIR / "gradio")
 

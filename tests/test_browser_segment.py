@@ -32,3 +32,32 @@ def test_segment_an_example_and_read_the_legend(page: Page) -> None:
     row = tab.get_by_role("row").filter(has_text=first.label).filter(has_text=f"{first.area_percent:.2f}")
     expect(row.first).to_be_visible()
     page.screenshot(path=str(ARTIFACTS / "segment.png"), full_page=True)
+
+
+def test_instance_and_panoptic_modes_in_the_browser(page: Page) -> None:
+    from core.segment import Thresholds
+
+    photo = load_image(ROOT / "assets" / "chelsea.jpg")
+    model = "mask2former-swin-small-coco-panoptic"
+    expected = {
+        "instance": segment(photo, model, "instance", Thresholds(score=0.0)),
+        "panoptic": segment(photo, model, "panoptic", Thresholds(0.0, 0.01, 0.0)),
+    }
+    page.get_by_role("tab", name="Segment").click()
+    tab = page.locator("#tab-segment")
+    tab.locator("img[src*='chelsea']").first.click()
+    tab.get_by_label("Model").click()
+    page.get_by_role("option", name="Mask2Former Swin-S (COCO panoptic)").click()
+    for mode, result in expected.items():
+        tab.get_by_role("radio", name=mode).check()
+        sliders = {"Score threshold": "0", "Mask threshold": "0.01", "Overlap threshold": "0"}
+        for label, value in sliders.items():
+            box = tab.get_by_label(label, exact=False).locator("xpath=ancestor::div[contains(@class,'block')][1]")
+            number = box.locator("input[type=number]")
+            if number.is_visible():
+                number.fill(value)
+                number.press("Enter")
+        tab.get_by_role("button", name="Segment", exact=True).click()
+        expect(page.locator("#segment-summary")).to_contain_text(f"{len(result.segments)} segments ({mode})")
+        expect(tab.locator(".legend-item")).to_have_count(len(result.segments))
+    page.screenshot(path=str(ARTIFACTS / "segment-panoptic.png"), full_page=True)

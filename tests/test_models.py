@@ -361,3 +361,38 @@ def test_load_error_through_the_cache_is_retried(monkeypatch: pytest.MonkeyPatch
     assert was_loaded is True
     assert type(loaded.model) is transformers.LevitForImageClassificationWithTeacher
     assert len(attempts) == 2
+
+
+def _out_of_memory_while_loading() -> ModelUnavailableError:
+    try:
+        raise torch.OutOfMemoryError("CUDA out of memory")
+    except torch.OutOfMemoryError as cause:
+        error = ModelUnavailableError("Not enough memory to load it")
+        error.__cause__ = cause
+        return error
+
+
+def test_out_of_memory_while_loading_unloads_the_others_and_retries_once() -> None:
+    loader = FakeLoader()
+    cache = ModelCache(10**9, loader=loader)
+    cache.get(A)
+    cache.get(B)
+    loader.failures[C] = [_out_of_memory_while_loading()]
+    loaded, was_loaded = cache.get(C)
+    assert was_loaded and loaded.spec.key == C
+    assert cache.loaded_keys() == [C]
+    assert loader.calls[C] == 2
+
+
+def test_out_of_memory_while_loading_alone_is_reported() -> None:
+    loader = FakeLoader()
+    cache = ModelCache(10**9, loader=loader)
+    loader.failures[C] = [_out_of_memory_while_loading(), _out_of_memory_while_loading()]
+    with pytest.raises(ModelUnavailableError, match="Not enough memory"):
+        cache.get(C)
+    assert loader.calls[C] == 1  # nothing else to unload: no retry
+    cache.get(A)
+    loader.failures[C].append(_out_of_memory_while_loading())
+    with pytest.raises(ModelUnavailableError, match="Not enough memory"):
+        cache.get(C)  # A is unloaded, the retry fails too, and the error says so
+    assert cache.loaded_keys() == []

@@ -1,0 +1,124 @@
+"""A tiny ViP-LLaVA for tiny mode, built offline: CLIP vision tower + Llama text model, and a
+LlavaProcessor (the class of llava-hf/vip-llava-7b-hf) whose tokenizer is trained on the shipped corpus.
+
+The image processor keeps the real geometry (336 px, patches of 14, 576 image tokens) and the
+tokenizer has the real special tokens (`<unk>`, `<s>`, `</s>`, `<image>`, `<pad>`), so that
+processor -> `generate` -> decode runs exactly as with the real checkpoint (the words are real,
+the answers are random).
+"""
+
+from __future__ import annotations
+
+import json
+import string
+from typing import Any
+
+from core.tiny_text import CORPUS
+
+IMAGE_SIZE = 336
+PATCH_SIZE = 14
+CLIP_MEAN = [0.48145466, 0.4578275, 0.40821073]
+CLIP_STD = [0.26862954, 0.26130258, 0.27577711]
+LLAMA_SPECIAL_TOKENS = ("<unk>", "<s>", "</s>")
+VISION_LAYERS = 5
+VISION_FEATURE_LAYERS = [-2, -3, -4, -5, 1]
+"""The real model concatenates CLIP-L/336 layers -2, -5, -8, -11 and 6 (of 24); these are the same
+idea for a 5-layer tower: four from the top and one from the bottom."""
+
+
+def train_metaspace_bpe(
+    extra_lines: tuple[str, ...] = (), vocab_size: int = 1000
+) -> tuple[dict[str, int], list[tuple[str, str]]]:
+    """(vocab, merges) of a SentencePiece-style BPE ("▁" marks a word start) trained on the shipped
+    corpus and `extra_lines`, with `<unk>`, `<s>`, `</s>` as ids 0, 1, 2 like Llama's; every printable
+    ASCII character is in the vocabulary."""
+    from tokenizers import Tokenizer, models, pre_tokenizers, trainers
+
+    tokenizer = Tokenizer(models.BPE(unk_token="<unk>"))
+    tokenizer.pre_tokenizer = pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="always", split=True)
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        min_frequency=1,
+        special_tokens=list(LLAMA_SPECIAL_TOKENS),
+        initial_alphabet=list(string.ascii_letters + string.digits + string.punctuation),
+        show_progress=False,
+    )
+    lines = [line for line in CORPUS.read_text(encoding="utf-8").splitlines() if line.strip()]
+    lines += extra_lines
+    tokenizer.train_from_iterator(lines, trainer=trainer)
+    model = json.loads(tokenizer.to_str())["model"]
+    return model["vocab"], [tuple(merge) for merge in model["merges"]]
+
+
+def tiny_llama_tokenizer() -> Any:
+    """A Llama tokenizer (BOS added, `<image>` and `<pad>` special tokens after the vocabulary, as in
+    llava-hf/vip-llava-7b-hf)."""
+    from transformers import LlamaTokenizer
+
+    from core.chat import SYSTEM_PROMPT
+
+    vocab, merges = train_metaspace_bpe((SYSTEM_PROMPT, "###Human: ###Assistant:"))
+    tokenizer = LlamaTokenizer(vocab=vocab, merges=merges, add_bos_token=True, add_eos_token=False)
+    tokenizer.add_special_tokens({"pad_token": "<pad>"})
+    tokenizer.add_tokens(["<image>"], special_tokens=True)
+    return tokenizer
+
+
+def tiny_processor() -> Any:
+    from transformers import CLIPImageProcessorPil, LlavaProcessor
+
+    image_processor = CLIPImageProcessorPil(
+        do_resize=True,
+        size={"shortest_edge": IMAGE_SIZE},
+        resample=3,
+        do_center_crop=True,
+        crop_size={"height": IMAGE_SIZE, "width": IMAGE_SIZE},
+        image_mean=CLIP_MEAN,
+        image_std=CLIP_STD,
+        do_convert_rgb=True,
+    )
+    return LlavaProcessor(
+        image_processor=image_processor,
+        tokenizer=tiny_llama_tokenizer(),
+        patch_size=PATCH_SIZE,
+        vision_feature_select_strategy="default",
+        num_additional_image_tokens=1,
+    )
+
+
+def tiny_vip_llava() -> tuple[Any, Any]:
+    """(config, processor) of a tiny VipLlavaForConditionalGeneration."""
+    from transformers import CLIPVisionConfig, LlamaConfig, VipLlavaConfig
+
+    processor = tiny_processor()
+    tokenizer = processor.tokenizer
+    vision = CLIPVisionConfig(
+        image_size=IMAGE_SIZE,
+        patch_size=PATCH_SIZE,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=VISION_LAYERS,
+        num_attention_heads=2,
+        projection_dim=32,
+    )
+    text = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        num_key_value_heads=2,
+        max_position_embeddings=4096,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    config = VipLlavaConfig(
+        vision_config=vision,
+        text_config=text,
+        image_token_index=tokenizer.convert_tokens_to_ids("<image>"),
+        vision_feature_layer=VISION_FEATURE_LAYERS,
+        image_seq_length=(IMAGE_SIZE // PATCH_SIZE) ** 2,
+    )
+    config.pad_token_id = tokenizer.pad_token_id
+    return config, processor
