@@ -216,6 +216,21 @@ def _perceiver(kind: str, model_class: str, d_model: int, params: float, descrip
     )
 
 
+def _trocr(kind: str, what: str, dataset: str) -> ModelSpec:
+    return ModelSpec(
+        key=f"trocr-base-{kind}",
+        task="caption",
+        hub_id=f"microsoft/trocr-base-{kind}",
+        name=f"TrOCR-base ({kind} line)",
+        family="TrOCR",
+        model_class="VisionEncoderDecoderModel",
+        processor_class="TrOCRProcessor",
+        build_tiny=lazy_builder("core.tiny_text", "tiny_trocr"),
+        description=f"Reads one line of {what}: ViT encoder (384 px) and TrOCR decoder ({dataset}).",
+        params_millions=333.9,
+    )
+
+
 def _mask2former(dataset: str, modes: tuple[str, ...], labels: str, params: float, description: str) -> ModelSpec:
     num_things = 80 if labels.startswith("coco") else 0
     return ModelSpec(
@@ -326,30 +341,8 @@ REGISTRY: dict[str, ModelSpec] = {
             description="ViT-base/16 encoder and GPT-2 decoder, fine-tuned on COCO captions (224 px).",
             params_millions=239.2,
         ),
-        ModelSpec(
-            key="trocr-base-handwritten",
-            task="caption",
-            hub_id="microsoft/trocr-base-handwritten",
-            name="TrOCR-base (handwritten line)",
-            family="TrOCR",
-            model_class="VisionEncoderDecoderModel",
-            processor_class="TrOCRProcessor",
-            build_tiny=lazy_builder("core.tiny_text", "tiny_trocr"),
-            description="Reads one line of handwritten English text: ViT encoder (384 px) and TrOCR decoder (IAM).",
-            params_millions=333.9,
-        ),
-        ModelSpec(
-            key="trocr-base-printed",
-            task="caption",
-            hub_id="microsoft/trocr-base-printed",
-            name="TrOCR-base (printed line)",
-            family="TrOCR",
-            model_class="VisionEncoderDecoderModel",
-            processor_class="TrOCRProcessor",
-            build_tiny=lazy_builder("core.tiny_text", "tiny_trocr"),
-            description="Reads one line of printed text: ViT encoder (384 px) and TrOCR decoder (SROIE receipts).",
-            params_millions=333.9,
-        ),
+        _trocr("handwritten", "handwritten English text", "IAM"),
+        _trocr("printed", "printed text", "SROIE receipts"),
         ModelSpec(
             key="perceiver-flow",
             task="flow",

@@ -10,7 +10,7 @@ import gradio as gr
 from core import classify as core_classify
 from core.images import load_image
 from core.settings import get_settings
-from tabs.components import example_paths, image_input, on_gpu, user_errors
+from tabs.components import on_gpu, photo_with_examples, user_errors
 
 DEFAULT_MODELS = ["beit-base-224", "levit-128S", "perceiver-conv"]
 ClassifyFn = Callable[..., dict[str, Any]]
@@ -57,12 +57,7 @@ def build(classify_fn: ClassifyFn = classify_image) -> None:
     specs = core_classify.classify_models()
     with gr.Row():
         with gr.Column(scale=2):
-            image = image_input(label="Image", height=360)
-            gr.Examples(
-                examples=example_paths("chelsea.jpg", "coffee.jpg", "grace_hopper.jpg", "astronaut.jpg"),
-                inputs=image,
-                label="Example photos",
-            )
+            image = photo_with_examples("chelsea.jpg", "coffee.jpg", "grace_hopper.jpg", "astronaut.jpg")
         with gr.Column(scale=3):
             models = gr.CheckboxGroup(
                 choices=[(spec.name, spec.key) for spec in specs],

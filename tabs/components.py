@@ -96,6 +96,13 @@ def image_input(**kwargs: Any) -> ImageUpload:
     return ImageUpload(type="filepath", **kwargs)
 
 
+def photo_with_examples(*names: str, label: str = "Image", height: int = 360) -> ImageUpload:
+    """An image upload with a row of example photos from assets/ under it."""
+    image = image_input(label=label, height=height)
+    gr.Examples(examples=example_paths(*names), inputs=image, label="Example photos")
+    return image
+
+
 OUT_OF_MEMORY = (
     "The server ran out of memory for this request, even after unloading idle models. Try a smaller "
     "image, fewer images or models, or again in a moment."

@@ -11,7 +11,7 @@ from PIL import Image
 
 from core import segment as core_segment
 from core.images import load_image
-from tabs.components import example_paths, image_input, on_gpu, output_dir, user_errors
+from tabs.components import on_gpu, output_dir, photo_with_examples, user_errors
 
 DEFAULT_MODEL = "mask2former-swin-small-coco-panoptic"
 MODE_INFO = {
@@ -120,12 +120,7 @@ def build(segment_fn: SegmentFn = segment_image) -> None:
     default_modes = core_segment.get_spec(DEFAULT_MODEL).segment_modes
     with gr.Row():
         with gr.Column(scale=2):
-            image = image_input(label="Image", height=360)
-            gr.Examples(
-                examples=example_paths("astronaut.jpg", "coffee.jpg", "chelsea.jpg", "grace_hopper.jpg"),
-                inputs=image,
-                label="Example photos",
-            )
+            image = photo_with_examples("astronaut.jpg", "coffee.jpg", "chelsea.jpg", "grace_hopper.jpg")
         with gr.Column(scale=3):
             model = gr.Dropdown(
                 choices=[(spec.name, spec.key) for spec in specs],
@@ -206,6 +201,13 @@ def build(segment_fn: SegmentFn = segment_image) -> None:
         api_visibility="private",
         queue=False,
     )
+    rendering: dict[str, Any] = {
+        "inputs": [image, result, label_png, opacity],
+        "outputs": [annotated, colours, table, summary],
+        "api_visibility": "private",
+        "concurrency_id": "render",
+        "concurrency_limit": 4,
+    }
     run.click(
         segment_fn,
         inputs=[image, model, mode, score, mask, overlap, fuse],
@@ -213,22 +215,8 @@ def build(segment_fn: SegmentFn = segment_image) -> None:
         api_name="segment",
         concurrency_id="models",
         show_progress_on=summary,
-    ).success(
-        render_views,
-        inputs=[image, result, label_png, opacity],
-        outputs=[annotated, colours, table, summary],
-        api_visibility="private",
-        concurrency_id="render",
-        concurrency_limit=4,
-    )
-    opacity.release(
-        render_views,
-        inputs=[image, result, label_png, opacity],
-        outputs=[annotated, colours, table, summary],
-        api_visibility="private",
-        concurrency_id="render",
-        concurrency_limit=4,
-    )
+    ).success(render_views, **rendering)
+    opacity.release(render_views, **rendering)
 
 
 def create_demo(segment_fn: SegmentFn = segment_image) -> gr.Blocks:
