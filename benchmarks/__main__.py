@@ -2,6 +2,7 @@
 
 python -m benchmarks                       # every benchmark, CPU (or CUDA when present)
 python -m benchmarks --only imagegpt --repeat 3
+python -m benchmarks --only perceiver-flow --no-record --repeat 2
 python -m benchmarks --quick               # fewer tokens and repeats, for a smoke run
 """
 
@@ -14,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-from benchmarks import imagegpt
+from benchmarks import imagegpt, perceiver_flow
 from benchmarks.common import Row, machine, markdown_table
 
 RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
@@ -22,7 +23,9 @@ RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__.splitlines()[0])
-    parser.add_argument("--only", choices=["imagegpt"], action="append", help="run only these benchmarks")
+    parser.add_argument(
+        "--only", choices=["imagegpt", "perceiver-flow"], action="append", help="run only these benchmarks"
+    )
     parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
     parser.add_argument("--repeat", type=int, default=3, help="timed runs per measurement (median)")
     parser.add_argument("--quick", action="store_true", help="smaller workloads (not for recorded figures)")
@@ -32,30 +35,33 @@ def main(argv: list[str] | None = None) -> int:
     use_cuda = args.device == "cuda" or (args.device == "auto" and torch.cuda.is_available())
     device = torch.device("cuda" if use_cuda else "cpu")
     dtype = torch.float16 if use_cuda else torch.float32
-    only = set(args.only or ["imagegpt"])
+    only = set(args.only or ["imagegpt", "perceiver-flow"])
     repeat = 1 if args.quick else args.repeat
-    rows: list[Row] = []
+    results: dict[str, list[Row]] = {}
     if "imagegpt" in only:
         sizes = ["imagegpt-small"] if args.quick or not use_cuda else ["imagegpt-small", "imagegpt-medium"]
         tokens = 128 if args.quick else 1024
         # one CPU run of 1024 tokens takes minutes (generate at batch 16: about 6), so one run each there
         runs = repeat if use_cuda else 1
-        rows += imagegpt.run(device, dtype, runs, sizes, batches=[1, 16], tokens=tokens)
+        results["imagegpt"] = imagegpt.run(device, dtype, runs, sizes, batches=[1, 16], tokens=tokens)
+    if "perceiver-flow" in only:
+        results["perceiver-flow"] = perceiver_flow.run(device, dtype, repeat)
 
     stamp = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
-    section = (
-        f"## {machine()}\n\n{stamp}{' (quick)' if args.quick else ''}; times are medians over the runs column\n\n"
-        f"{markdown_table(rows)}\n"
-    )
-    print(section)
-    if not args.no_record and not args.quick:
-        record(section, device.type)
+    for name, rows in results.items():
+        section = (
+            f"## {name} on {machine()}\n\n{stamp}{' (quick)' if args.quick else ''}; "
+            f"times are medians over the runs column\n\n{markdown_table(rows)}\n"
+        )
+        print(section)
+        if not args.no_record and not args.quick:
+            record(section, f"{device.type} {name}")
     return 0
 
 
-def record(section: str, device_type: str) -> None:
-    """Keep one section per device type (cpu / cuda) in RESULTS.md, replacing the previous one."""
-    marker_start, marker_end = f"<!-- {device_type} start -->", f"<!-- {device_type} end -->"
+def record(section: str, key: str) -> None:
+    """Keep one section per (device type, benchmark) in RESULTS.md, replacing the previous one."""
+    marker_start, marker_end = f"<!-- {key} start -->", f"<!-- {key} end -->"
     text = RESULTS.read_text(encoding="utf-8") if RESULTS.exists() else "# Benchmark results\n"
     block = f"{marker_start}\n{section}{marker_end}"
     if marker_start in text:

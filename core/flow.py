@@ -23,6 +23,7 @@ from PIL import Image
 from core import render
 from core.errors import InputError, ModelUnavailableError
 from core.models import LoadedModel, ModelCache, get_cache, release_memory
+from core.perceiver_attention import use_sdpa_attention
 from core.registry import ModelSpec, get_spec, specs_for
 from core.settings import get_settings
 from core.video import read_video, write_mp4
@@ -163,7 +164,10 @@ def normalise(image: np.ndarray) -> np.ndarray:
 
 
 def perceiver_forward(loaded: LoadedModel) -> TileForward:
-    """The tile function of a loaded PerceiverForOpticalFlow, returning flow in pixels."""
+    """The tile function of a loaded PerceiverForOpticalFlow, returning flow in pixels. Switches
+    that model's attention to scaled_dot_product_attention first (core.perceiver_attention), so a
+    tile never holds the full pixel-by-latent attention matrix."""
+    use_sdpa_attention(loaded.model)
     tile = tuple(loaded.model.config.train_size)
 
     def forward(tiles: np.ndarray) -> np.ndarray:
