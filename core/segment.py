@@ -18,7 +18,7 @@ from PIL import Image
 from core.errors import InputError
 from core.models import ModelCache, get_cache
 from core.registry import ModelSpec, get_spec, specs_for
-from core.segment_render import NO_SEGMENT, colour_map, hex_colour, index_png, overlay, palette
+from core.render import NO_SEGMENT, colour_map, hex_colour, index_png, overlay, palette
 from core.settings import get_settings
 
 TASK = "segment"

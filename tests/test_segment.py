@@ -17,6 +17,7 @@ from core.errors import InputError
 from core.images import load_image
 from core.models import get_cache
 from core.registry import get_spec
+from core.render import colour_map, index_png, overlay, palette
 from core.segment import (
     Thresholds,
     _post_process,
@@ -26,7 +27,6 @@ from core.segment import (
     segment,
     work_size,
 )
-from core.segment_render import colour_map, index_png, overlay, palette
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
 PANOPTIC = "mask2former-swin-small-coco-panoptic"
