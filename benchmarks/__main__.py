@@ -1,31 +1,36 @@
 """python -m benchmarks: time our paths against the plain transformers way and record the table.
 
 python -m benchmarks                       # every benchmark, CPU (or CUDA when present)
-python -m benchmarks --only imagegpt --repeat 3
+python -m benchmarks --only classify --only segment --repeat 5
 python -m benchmarks --only perceiver-flow --no-record --repeat 2
 python -m benchmarks --quick               # fewer tokens and repeats, for a smoke run
+
+Benchmarks: startup (time from `python app.py` to answering), classify, segment, caption (against
+pipeline / generate, with the first call's load time), perceiver-flow (a tile and a frame pair),
+imagegpt (the sampler against generate).
 """
 
 from __future__ import annotations
 
 import argparse
 import datetime
+import os
 import sys
 from pathlib import Path
 
 import torch
 
-from benchmarks import imagegpt, perceiver_flow
+from benchmarks import imagegpt, perceiver_flow, startup, tasks
 from benchmarks.common import Row, machine, markdown_table
+from core.settings import reset_settings
 
 RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
+BENCHMARKS = ["startup", "classify", "segment", "caption", "perceiver-flow", "imagegpt"]
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__.splitlines()[0])
-    parser.add_argument(
-        "--only", choices=["imagegpt", "perceiver-flow"], action="append", help="run only these benchmarks"
-    )
+    parser.add_argument("--only", choices=BENCHMARKS, action="append", help="run only these benchmarks (repeatable)")
     parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
     parser.add_argument("--repeat", type=int, default=3, help="timed runs per measurement (median)")
     parser.add_argument("--quick", action="store_true", help="smaller workloads (not for recorded figures)")
@@ -35,9 +40,15 @@ def main(argv: list[str] | None = None) -> int:
     use_cuda = args.device == "cuda" or (args.device == "auto" and torch.cuda.is_available())
     device = torch.device("cuda" if use_cuda else "cpu")
     dtype = torch.float16 if use_cuda else torch.float32
-    only = set(args.only or ["imagegpt", "perceiver-flow"])
+    os.environ["PLAYGROUND_DEVICE"] = device.type  # the app's loader (classify, segment, caption) follows it
+    os.environ["PLAYGROUND_TINY"] = "0"
+    reset_settings()
+    only = set(args.only or BENCHMARKS)
     repeat = 1 if args.quick else args.repeat
     results: dict[str, list[Row]] = {}
+    if "startup" in only:
+        results["startup"] = startup.run(repeat)
+    results.update(tasks.run(repeat, only))
     if "imagegpt" in only:
         sizes = ["imagegpt-small"] if args.quick or not use_cuda else ["imagegpt-small", "imagegpt-medium"]
         tokens = 128 if args.quick else 1024
@@ -45,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
         runs = repeat if use_cuda else 1
         results["imagegpt"] = imagegpt.run(device, dtype, runs, sizes, batches=[1, 16], tokens=tokens)
     if "perceiver-flow" in only:
-        results["perceiver-flow"] = perceiver_flow.run(device, dtype, repeat)
+        results["perceiver-flow"] = perceiver_flow.run(device, dtype, repeat, pair=not args.quick)
 
     stamp = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
     for name, rows in results.items():

@@ -5,6 +5,7 @@ from __future__ import annotations
 import gc
 import platform
 import statistics
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -63,6 +64,70 @@ def measure(fn: Callable[[], Any], repeat: int, device: torch.device, warmup: in
     else:
         peak = (peak_rss - rss_before) / 2**20
     return statistics.median(times), peak
+
+
+class PeakMemory:
+    """Peak memory in MB above the level at entry while the block runs: CUDA, torch's peak allocation;
+    CPU, the process's resident set sampled every millisecond by a thread (so transient buffers freed
+    before the block ends are still seen)."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.device = device
+        self.mb = 0.0
+        self._stop = threading.Event()
+
+    def __enter__(self) -> PeakMemory:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize()
+            torch.cuda.reset_peak_memory_stats()
+            self._base = torch.cuda.memory_allocated()
+            return self
+        process = psutil.Process()
+        self._base = process.memory_info().rss
+        self._peak = self._base
+
+        def sample() -> None:
+            while not self._stop.wait(0.001):
+                self._peak = max(self._peak, process.memory_info().rss)
+
+        self._thread = threading.Thread(target=sample, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize()
+            self.mb = (torch.cuda.max_memory_allocated() - self._base) / 2**20
+            return
+        self._stop.set()
+        self._thread.join()
+        self._peak = max(self._peak, psutil.Process().memory_info().rss)
+        self.mb = (self._peak - self._base) / 2**20
+
+
+def measure_pair(
+    ours: Callable[[], Any], reference: Callable[[], Any], repeat: int, device: torch.device, warmup: int = 1
+) -> tuple[float, float, float, float]:
+    """Median times and largest peak memory (MB) of `ours` and `reference`, run alternately after
+    `warmup` calls of each, so that slow drifts of the machine (heat, other load) hit both alike."""
+    for _ in range(warmup):
+        ours()
+        reference()
+    times: dict[int, list[float]] = {0: [], 1: []}
+    peaks = {0: 0.0, 1: 0.0}
+    for run in range(repeat):
+        order = (0, 1) if run % 2 == 0 else (1, 0)
+        for which in order:
+            fn = (ours, reference)[which]
+            gc.collect()
+            sync(device)
+            with PeakMemory(device) as peak:
+                start = time.perf_counter()
+                fn()
+                sync(device)
+                times[which].append(time.perf_counter() - start)
+            peaks[which] = max(peaks[which], peak.mb)
+    return statistics.median(times[0]), statistics.median(times[1]), peaks[0], peaks[1]
 
 
 def machine() -> str:

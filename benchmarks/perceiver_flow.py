@@ -1,5 +1,7 @@
-"""Perceiver IO optical flow on one 368x496 tile: our path (core.perceiver_attention, attention
-through scaled_dot_product_attention) against the stock transformers forward, on a full-size
+"""Perceiver IO optical flow on one 368x496 tile and on a 1024x436 frame pair (Sintel's size, six
+tiles): our path (core.perceiver_attention, attention through scaled_dot_product_attention; for the
+pair, core.flow's tiling with PLAYGROUND_FLOW_TILE_BATCH tiles per forward) against the stock
+transformers forward on the same tiles, one at a time, blended the same way, on a full-size
 PerceiverForOpticalFlow (deepmind/optical-flow-perceiver's architecture) with random weights.
 
 Each variant runs in a fresh subprocess so that its peak memory is its own: on CPU the growth of
@@ -17,12 +19,20 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import torch
+from PIL import Image
 
 from benchmarks.common import Row, measure
+from core.flow import FLOW_SCALE, image_patches, normalise, perceiver_flow, tiled_flow
+from core.models import LoadedModel
+from core.registry import get_spec
+from core.settings import get_settings
 
 TILE = (368, 496)
+PAIR = (436, 1024)
 FULL_SIZE = {
     # the architecture of deepmind/optical-flow-perceiver (its config.json / the conversion script)
     "num_latents": 2048,
@@ -44,23 +54,61 @@ def build(device: torch.device, dtype: torch.dtype) -> torch.nn.Module:
     return PerceiverForOpticalFlow(PerceiverConfig(**FULL_SIZE)).to(device, dtype).eval()
 
 
+def pair_frames() -> tuple[np.ndarray, np.ndarray]:
+    """Two uint8 frames of PAIR's size: a photo and the same photo shifted by a few pixels."""
+    photo = Image.open(ROOT / "assets" / "grace_hopper.jpg").convert("RGB").resize(PAIR[::-1])
+    first = np.asarray(photo)
+    return first, np.roll(first, (2, -3), axis=(0, 1))
+
+
+def stock_tile_forward(model: torch.nn.Module, device: torch.device, dtype: torch.dtype) -> Any:
+    """The stock model on one tile at a time (core.flow's input preparation and output scaling)."""
+
+    def forward(tiles: np.ndarray) -> np.ndarray:
+        out = []
+        for tile in tiles:
+            frames = torch.from_numpy(tile[None]).to(device).permute(0, 1, 4, 2, 3)
+            with torch.inference_mode():
+                out.append(model(inputs=image_patches(frames).to(dtype)).logits.float().cpu().numpy())
+        return np.concatenate(out) * FLOW_SCALE
+
+    return forward
+
+
 def worker(variant: str, device: torch.device, dtype: torch.dtype, repeat: int, out: Path) -> dict:
-    """One variant in this process: median time and peak memory (MB) of the tile forward."""
+    """One variant in this process: median time and peak memory (MB) of a tile forward ("ours",
+    "stock") or of the flow of a frame pair ("pair-ours", "pair-stock")."""
     from core.perceiver_attention import use_sdpa_attention
 
     model = build(device, dtype)
-    if variant == "ours":
-        use_sdpa_attention(model)
-    generator = torch.Generator().manual_seed(1)
-    inputs = torch.randn(1, 2, 27, *TILE, generator=generator).to(device, dtype)
     result: list[torch.Tensor] = []
+    if variant.startswith("pair"):
+        first, second = pair_frames()
+        if variant == "pair-ours":
+            loaded = LoadedModel(get_spec("perceiver-flow"), model, None, device, dtype, 0, 0.0)
+            flow_of_pair = lambda: perceiver_flow(first, second, loaded)[0]  # noqa: E731
+        else:
+            stock = stock_tile_forward(model, device, dtype)
+            flow_of_pair = lambda: tiled_flow(normalise(first), normalise(second), stock)[0]  # noqa: E731
 
-    def forward() -> None:
-        with torch.inference_mode():
-            result[:] = [model(inputs=inputs).logits]
+        def forward() -> None:
+            result[:] = [torch.from_numpy(flow_of_pair())]
+
+        warmup = 0 if device.type == "cpu" else 1  # a CPU pair takes minutes: no warm-up needed
+    else:
+        if variant == "ours":
+            use_sdpa_attention(model)
+        generator = torch.Generator().manual_seed(1)
+        inputs = torch.randn(1, 2, 27, *TILE, generator=generator).to(device, dtype)
+
+        def forward() -> None:
+            with torch.inference_mode():
+                result[:] = [model(inputs=inputs).logits]
+
+        warmup = 1
 
     base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    seconds, cuda_peak = measure(forward, repeat, device, warmup=1)
+    seconds, cuda_peak = measure(forward, repeat, device, warmup=warmup)
     cpu_peak = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base) / 1024  # ru_maxrss: KiB on Linux
     peak = cuda_peak if device.type == "cuda" else cpu_peak
     torch.save(result[0].float().cpu(), out)
@@ -76,35 +124,67 @@ def spawn(variant: str, device: torch.device, dtype: torch.dtype, repeat: int, o
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def run(device: torch.device, dtype: torch.dtype, repeat: int) -> list[Row]:
+def compare(variants: tuple[str, str], device: torch.device, dtype: torch.dtype, repeat: int) -> tuple[dict, dict, str]:
+    """Run our variant and the stock one, each in its own process; their results and how they differ."""
     with tempfile.TemporaryDirectory() as folder:
         ours_out, stock_out = Path(folder) / "ours.pt", Path(folder) / "stock.pt"
-        ours = spawn("ours", device, dtype, repeat, ours_out)
-        stock = spawn("stock", device, dtype, repeat, stock_out)
-        ours_logits, stock_logits = torch.load(ours_out), torch.load(stock_out)
-    diff = (ours_logits - stock_logits).abs().max().item()
-    scale = stock_logits.abs().max().item()
-    return [
+        ours = spawn(variants[0], device, dtype, repeat, ours_out)
+        stock = spawn(variants[1], device, dtype, repeat, stock_out)
+        ours_result, stock_result = torch.load(ours_out), torch.load(stock_out)
+    diff = (ours_result - stock_result).abs().max().item()
+    scale = stock_result.abs().max().item()
+    what = "logit" if variants[0] == "ours" else "flow, px"
+    note = (
+        f"max abs diff {diff:.1e} (largest {what} {scale:.1e}); peak memory "
+        f"{stock['peak_mb'] / max(ours['peak_mb'], 1):.1f}x lower"
+    )
+    return ours, stock, note
+
+
+def run(device: torch.device, dtype: torch.dtype, repeat: int, pair: bool = True) -> list[Row]:
+    settings = f"{device.type} {str(dtype).removeprefix('torch.')}"
+    model = "optical-flow-perceiver size (random weights)"
+    ours, stock, note = compare(("ours", "stock"), device, dtype, repeat)
+    rows = [
         Row(
             task="perceiver flow tile",
-            model="optical-flow-perceiver size (random weights)",
-            device=f"{device.type} {str(dtype).removeprefix('torch.')}",
+            model=model,
+            device=settings,
             batch="1 x 368x496",
             ours_s=ours["seconds"],
             reference_s=stock["seconds"],
             reference="PerceiverForOpticalFlow forward",
             ours_peak_mb=ours["peak_mb"],
             reference_peak_mb=stock["peak_mb"],
-            note=f"max abs diff {diff:.1e} (largest logit {scale:.1e}); peak memory "
-            f"{stock['peak_mb'] / max(ours['peak_mb'], 1):.1f}x lower",
+            note=note,
             runs=repeat,
         )
     ]
+    if pair:
+        pair_repeat = 1 if device.type == "cpu" else repeat
+        ours, stock, note = compare(("pair-ours", "pair-stock"), device, dtype, pair_repeat)
+        tile_batch = get_settings().flow_tile_batch
+        rows.append(
+            Row(
+                task="perceiver flow, frame pair",
+                model=model,
+                device=settings,
+                batch=f"1 pair {PAIR[1]}x{PAIR[0]} (6 tiles, {tile_batch} per forward)",
+                ours_s=ours["seconds"],
+                reference_s=stock["seconds"],
+                reference="stock forward on the same tiles, one at a time",
+                ours_peak_mb=ours["peak_mb"],
+                reference_peak_mb=stock["peak_mb"],
+                note=note,
+                runs=pair_repeat,
+            )
+        )
+    return rows
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description="one perceiver-flow variant (used by run())")
-    parser.add_argument("variant", choices=["ours", "stock"])
+    parser.add_argument("variant", choices=["ours", "stock", "pair-ours", "pair-stock"])
     parser.add_argument("device")
     parser.add_argument("dtype")
     parser.add_argument("repeat", type=int)
