@@ -7,18 +7,27 @@ image (`int(k * max(width, height) / 336)`, at least 1). Training drew widths at
 per shape (rectangle and ellipse 2-8, arrow 1-6, scribble 2-12, point radius 5-20); here they are
 fixed inside every range: 3 for lines (the width of the renderer's "constant" style) and 8 for
 points. Marks are opaque (training used alpha 96-255) so that they render exactly.
+
+Free-hand brush strokes arrive as RGBA layers painted in a browser. Every pixel that is at least
+half opaque counts as painted and takes the nearest of the nine named colours, so anti-aliased edges
+never bring a colour the model has not seen; fainter pixels are left as the photo has them.
 """
 
 from __future__ import annotations
 
+import io
 import math
+import os
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 from PIL import Image, ImageDraw
 
 from core.errors import InputError
+from core.settings import get_settings
 
 SIZE_ANCHOR = 336
 LINE_UNITS = 3
@@ -26,6 +35,9 @@ POINT_UNITS = 8
 ARROW_HEAD_UNITS = 6
 MAX_SHAPES = 20
 MAX_SCRIBBLE_POINTS = 500
+MIN_BRUSH_ALPHA = 128
+"""Layer pixels at least this opaque (of 255) are painted; fainter ones (anti-aliased fringes) are not."""
+MAX_BRUSH_LAYERS = 8
 
 COLORS: dict[str, tuple[int, int, int]] = {
     "red": (255, 0, 0),
@@ -39,6 +51,7 @@ COLORS: dict[str, tuple[int, int, int]] = {
     "gold": (255, 215, 0),
 }
 """ViP-LLaVA's `color_pool`: the colour names its training questions use ("the red rectangle")."""
+PALETTE = np.array(list(COLORS.values()), dtype=np.uint8)
 
 POINTS_NEEDED: dict[str, int] = {"rectangle": 2, "ellipse": 2, "arrow": 2, "point": 1, "scribble": 2}
 """How many points each kind takes (a scribble takes at least 2): two opposite corners of a
@@ -81,6 +94,11 @@ def scale(size: tuple[int, int]) -> float:
 def line_width(size: tuple[int, int]) -> int:
     """Line width in pixels for an image of `size` (width, height): 3 at 336 px, 6 at 672, at least 1."""
     return max(int(LINE_UNITS * scale(size)), 1)
+
+
+def brush_width(size: tuple[int, int]) -> int:
+    """Width in pixels of a free-hand brush stroke on an image of `size`: a scribble's line width."""
+    return line_width(size)
 
 
 def point_radius(size: tuple[int, int]) -> int:
@@ -191,3 +209,146 @@ def draw_pending(image: Image.Image, points: Sequence[Point], color: str) -> Ima
         for end in ((x - arm, y - arm, x + arm, y + arm), (x - arm, y + arm, x + arm, y - arm)):
             canvas.line(end, fill=COLORS[color], width=max(line_width(image.size) // 2, 1))
     return marked
+
+
+# --- free-hand brush strokes ----------------------------------------------------------------------
+
+LayerSource = Image.Image | np.ndarray | bytes | str | os.PathLike[str]
+
+
+@dataclass(frozen=True, eq=False)
+class Strokes:
+    """Brush strokes snapped to the named colours, at the size they were painted (any size with the
+    image's aspect ratio): `labels[y, x]` is 0 where nothing is painted and i + 1 where the pixel has
+    the i-th colour of COLORS."""
+
+    labels: np.ndarray
+
+    def colors(self) -> list[str]:
+        """Names of the colours painted, in the order of COLORS."""
+        present = np.unique(self.labels)
+        return [name for index, name in enumerate(COLORS, start=1) if index in present]
+
+    def fits(self, size: tuple[int, int]) -> bool:
+        """Whether the strokes have the shape of an image of `size` (width, height), to within a pixel."""
+        return _same_shape(self.labels.shape[1], self.labels.shape[0], size)
+
+    def __bool__(self) -> bool:
+        return bool(self.labels.any())
+
+
+def read_layer(source: LayerSource) -> np.ndarray:
+    """An editor layer as an RGBA uint8 array (height, width, 4), from a PIL image, an array (RGBA, or
+    RGB taken as opaque) or PNG/WebP bytes or file; raise InputError for anything else."""
+    if isinstance(source, np.ndarray):
+        if source.dtype != np.uint8 or source.ndim != 3 or source.shape[2] not in (3, 4):
+            raise InputError("A brush layer must be an RGBA image (height × width × 4 bytes).")
+        _check_layer_size(source.shape[1], source.shape[0])
+        if source.shape[2] == 3:
+            return np.dstack([source, np.full(source.shape[:2], 255, np.uint8)])
+        return source
+    if isinstance(source, Image.Image):
+        _check_layer_size(*source.size)
+        return np.asarray(source.convert("RGBA"))
+    if isinstance(source, bytes | bytearray | memoryview):
+        return _decode_layer(io.BytesIO(source))
+    if isinstance(source, str | os.PathLike):
+        try:
+            with open(source, "rb") as fp:
+                return _decode_layer(fp)
+        except OSError:
+            raise InputError("The brush layer could not be read; paint the stroke again.") from None
+    raise InputError("A brush layer must be an image.")
+
+
+def _decode_layer(fp: io.BufferedIOBase | io.BytesIO) -> np.ndarray:
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        try:
+            with Image.open(fp, formats=("PNG", "WEBP")) as layer:
+                _check_layer_size(*layer.size)
+                return np.asarray(layer.convert("RGBA"))
+        except InputError:
+            raise
+        except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+            limit = get_settings().max_image_pixels
+            raise InputError(f"A brush layer must have at most {limit:,} pixels.") from None
+        except Exception:
+            raise InputError("A brush layer must be a PNG or WebP image.") from None
+
+
+def _check_layer_size(width: int, height: int) -> None:
+    limit = get_settings().max_image_pixels
+    if width <= 0 or height <= 0 or width * height > limit:
+        raise InputError(f"A brush layer must have from 1 to {limit:,} pixels, not {width}×{height}.")
+
+
+def _same_shape(width: int, height: int, size: tuple[int, int]) -> bool:
+    return abs(width * size[1] - height * size[0]) <= max(size)
+
+
+def _fit(array: np.ndarray, size: tuple[int, int], what: str) -> np.ndarray:
+    """`array` (height, width, ...) resized to `size` (width, height) with nearest neighbours, if its
+    aspect ratio is that of `size` (to within a pixel); raise InputError otherwise."""
+    height, width = array.shape[:2]
+    if (width, height) == size:
+        return array
+    if not _same_shape(width, height, size):
+        raise InputError(
+            f"The {what} were painted on a {width}×{height} canvas, which does not have the shape of the "
+            f"{size[0]}×{size[1]} image: clear them and paint again."
+        )
+    mode = "RGBA" if array.ndim == 3 else "L"
+    return np.asarray(Image.fromarray(array, mode).resize(size, Image.Resampling.NEAREST))
+
+
+def nearest_colors(rgb: np.ndarray) -> np.ndarray:
+    """For RGB pixels (..., 3), the index in COLORS of the nearest named colour (Euclidean in RGB;
+    the earlier colour on a tie)."""
+    flat = rgb.reshape(-1, 3).astype(np.int32)
+    nearest = np.empty(len(flat), dtype=np.uint8)
+    palette = PALETTE.astype(np.int32)
+    for start in range(0, len(flat), 1 << 20):
+        chunk = flat[start : start + (1 << 20)]
+        distances = ((chunk[:, None, :] - palette[None, :, :]) ** 2).sum(axis=-1)
+        nearest[start : start + len(chunk)] = distances.argmin(axis=1)
+    return nearest.reshape(rgb.shape[:-1])
+
+
+def brush_strokes(layers: Sequence[LayerSource]) -> Strokes | None:
+    """The strokes painted on the editor's `layers` (later layers on top), each painted pixel (alpha at
+    least MIN_BRUSH_ALPHA) snapped to the nearest named colour; None when no layer has any.
+    Layers are scaled (nearest neighbour) to the size of the first one."""
+    if not isinstance(layers, list | tuple):
+        raise InputError("The brush layers must be a list of images.")
+    if len(layers) > MAX_BRUSH_LAYERS:
+        raise InputError(f"Paint on at most {MAX_BRUSH_LAYERS} layers, not {len(layers)}.")
+    labels: np.ndarray | None = None
+    for source in layers:
+        rgba = read_layer(source)
+        if labels is None:
+            labels = np.zeros(rgba.shape[:2], dtype=np.uint8)
+        rgba = _fit(rgba, (labels.shape[1], labels.shape[0]), "brush layers")
+        painted = rgba[..., 3] >= MIN_BRUSH_ALPHA
+        labels[painted] = nearest_colors(rgba[..., :3][painted]) + 1
+    strokes = Strokes(labels) if labels is not None else None
+    return strokes if strokes else None
+
+
+def paint(image: Image.Image, strokes: Strokes | None) -> Image.Image:
+    """A copy of the RGB `image` with the brush `strokes` (scaled to it, nearest neighbour) painted in
+    their named colours."""
+    painted = image.convert("RGB") if image.mode != "RGB" else image.copy()
+    if not strokes:
+        return painted
+    labels = _fit(strokes.labels, painted.size, "brush strokes")
+    pixels = np.array(painted)
+    mask = labels > 0
+    pixels[mask] = PALETTE[labels[mask] - 1]
+    return Image.fromarray(pixels)
+
+
+def composite_brush(image: Image.Image, layers: Sequence[LayerSource]) -> Image.Image:
+    """The RGB `image` with the brush strokes of the editor's RGBA `layers` painted on it, every
+    painted pixel in the nearest named colour and every other pixel as it was."""
+    return paint(image, brush_strokes(layers))

@@ -8,12 +8,16 @@ import inspect
 import logging
 import shutil
 import tempfile
+import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, ParamSpec, TypeVar
+from typing import Any, ClassVar, ParamSpec, TypeVar
 
 import gradio as gr
+from gradio.components.base import server
+from gradio.components.image_editor import AcceptBlobs, EditorData
 from gradio.data_classes import ImageData
 from gradio.utils import get_upload_folder
 
@@ -88,6 +92,65 @@ class ImageUpload(UploadsOnly, gr.Image):
         if payload is None or (payload.url and payload.url.startswith("data:")):
             return super().preprocess(payload)
         return payload.path
+
+
+class SketchUpload(UploadsOnly, gr.ImageEditor):
+    """gr.ImageEditor to paint on, read without being an event input.
+
+    Gradio 6.31's page asks every component that has ever shown a loading status for its data on each
+    status change of any event, and an editor answers by uploading its images again: as an event
+    input it would upload the photo a few times for every streamed token of a chat answer. So this
+    editor is never an input. After each stroke the browser sends it the painted layers itself
+    (`accept_blobs`); it keeps those of the last sketch of each browser session (not the background
+    or the composite, which gradio's own editor decodes with PIL on every stroke), the least recently
+    painted dropped beyond MAX_BYTES in all, and the event that the stroke triggers reads them with
+    `painted_layers(request)`: PNG bytes, for core.visual_prompts to decode with its own checks."""
+
+    MAX_BYTES = 256 * 1024 * 1024
+    MAX_LAYERS = 8
+    _sketches: ClassVar[OrderedDict[tuple[str, str], tuple[str, dict[int, bytes]]]] = OrderedDict()
+    _lock: ClassVar[threading.Lock] = threading.Lock()
+
+    def get_block_name(self) -> str:
+        return "imageeditor"
+
+    @server
+    def accept_blobs(self, data: AcceptBlobs) -> None:
+        fields = data.data
+        # keyed by the id the page knows: a session's copy of this component has another `_id`
+        key = (str(fields.get("component_id")), str(fields.get("session_hash")))
+        sketch = str(fields.get("id"))
+        with self._lock:
+            current = self._sketches.get(key)
+            if current is None or current[0] != sketch:
+                current = (sketch, {})  # a new sketch: the last one's layers are gone
+            index = str(fields.get("index"))
+            if fields.get("type") == "layer" and index.isdigit() and int(index) < self.MAX_LAYERS and data.files:
+                current[1][int(index)] = data.files[0][1]
+            self._sketches[key] = current
+            self._sketches.move_to_end(key)
+            stored = sum(len(layer) for _, layers in self._sketches.values() for layer in layers.values())
+            while stored > self.MAX_BYTES:
+                _, (_, dropped) = self._sketches.popitem(last=False)
+                stored -= sum(len(layer) for layer in dropped.values())
+
+    def painted_layers(self, request: gr.Request) -> list[bytes]:
+        """The layers of the last sketch that the browser of `request` sent, in order."""
+        with self._lock:
+            _, layers = self._sketches.get((str(self._id), str(request.session_hash)), ("", {}))
+            return [layers[index] for index in sorted(layers)]
+
+    def forget(self, request: gr.Request) -> None:
+        """Drop what the browser of `request` sent: the editor starts afresh (a cleared canvas sends
+        nothing, so its last strokes would otherwise still be read)."""
+        with self._lock:
+            self._sketches.pop((str(self._id), str(request.session_hash)), None)
+
+    def preprocess(self, payload: EditorData | None) -> dict[str, Any] | None:
+        """As an input (not how the tabs use it): the layers' files unopened."""
+        if payload is None:
+            return None
+        return {"background": None, "layers": [layer.path for layer in payload.layers], "composite": None}
 
 
 def image_input(**kwargs: Any) -> ImageUpload:

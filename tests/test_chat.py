@@ -1,10 +1,14 @@
-"""core.chat: the prompt format, the image the model sees, streaming and stopping, memory checks (tiny mode)."""
+"""core.chat: the prompt format, the image the model sees, streaming and stopping, memory checks (tiny mode);
+and the Visual chat tab's drawing handlers: the preview is the photo with the brush strokes and the shapes."""
 
 from __future__ import annotations
 
+import io
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
+import gradio as gr
 import numpy as np
 import pytest
 import torch
@@ -17,7 +21,9 @@ from core.images import load_image
 from core.models import get_cache
 from core.registry import get_spec
 from core.streaming import GenerationStream
-from core.visual_prompts import Shape
+from core.visual_prompts import COLORS, Shape, draw
+from tabs import chat as chat_tab
+from tabs.components import NOT_AN_UPLOAD, SketchUpload
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
 SYSTEM = (
@@ -195,3 +201,171 @@ def test_a_too_long_conversation_is_refused(coffee: Image.Image) -> None:
     history = [("q", "word " * 3000)]
     with pytest.raises(InputError, match="The conversation is too long for the model"):
         chat(coffee, BOX, "And now?", history, ChatOptions(temperature=0, max_new_tokens=500))
+
+
+# --- the tab: brush strokes, shapes and the preview ------------------------------------------------
+
+COFFEE = str(ASSETS / "coffee.jpg")
+BOX_DICTS = [shape.to_dict() for shape in BOX]
+
+
+def brush_layer() -> tuple[bytes, np.ndarray]:
+    """A 600×400 layer as the editor sends it (PNG bytes): a lime stroke with an anti-aliased fringe, a
+    faint pixel and an off-palette one; and the mask of what counts as painted."""
+    layer = np.zeros((400, 600, 4), np.uint8)
+    layer[200:205, 100:400] = (0, 255, 0, 255)
+    layer[199, 100:400] = (20, 240, 30, 150)  # anti-aliased edge: painted, snapped to lime
+    layer[205, 100:400] = (0, 255, 0, 40)  # faint: not painted
+    layer[50, 50] = (250, 170, 10, 255)  # orange, nearly
+    data = io.BytesIO()
+    Image.fromarray(layer).save(data, "PNG")
+    return data.getvalue(), layer[..., 3] >= 128
+
+
+def expected_photo(coffee: Image.Image, mask: np.ndarray) -> Image.Image:
+    pixels = np.array(coffee)
+    pixels[mask] = COLORS["lime"]
+    pixels[50, 50] = COLORS["orange"]
+    return Image.fromarray(pixels)
+
+
+def test_the_preview_is_the_photo_with_the_brush_strokes_and_the_shapes(coffee: Image.Image) -> None:
+    data, mask = brush_layer()
+    strokes, canvas, preview, listing = chat_tab.brush_changed(COFFEE, [data], BOX_DICTS, [], "red")
+    photo = expected_photo(coffee, mask)
+    assert np.array_equal(np.asarray(preview), np.asarray(model_view(photo, BOX)))
+    assert np.array_equal(np.asarray(canvas), np.asarray(draw(photo, BOX)))
+    assert listing == "mark 1: red rectangle (165, 15) → (420, 320) · brush: lime and orange scribbles"
+    assert strokes.colors() == ["lime", "orange"]
+
+    # a shape clicked afterwards keeps the strokes; what the chat reads is the photo with the strokes
+    _, _, canvas, preview, _ = chat_tab.undo(COFFEE, BOX_DICTS, [], "red", strokes)
+    assert np.array_equal(np.asarray(preview), np.asarray(model_view(photo, [])))
+    *_, model_photo = chat_tab.ask("What is this?", [], COFFEE, strokes)
+    assert np.array_equal(np.asarray(model_photo), np.asarray(photo))
+    *_, unchanged = chat_tab.ask("What is this?", [], COFFEE, None)
+    assert unchanged == COFFEE  # no strokes: the upload itself
+
+
+def test_the_chat_reads_the_photo_the_preview_shows(coffee: Image.Image) -> None:
+    data, _ = brush_layer()
+    strokes, *_, preview, _ = chat_tab.brush_changed(COFFEE, [data], BOX_DICTS, [], "red")
+    *_, model_photo = chat_tab.ask("What is this?", [], COFFEE, strokes)
+    *_, final = chat_tab.chat_image(model_photo, BOX_DICTS, [], "What is this?", 0, 0.9, 8, 0)
+    expected = chat(model_photo, BOX, "What is this?", [], ChatOptions(0, 0.9, 8, 0))
+    assert final["answer"] == expected.answer
+    assert np.array_equal(np.asarray(preview), np.asarray(model_view(model_photo, BOX)))
+
+
+@pytest.mark.parametrize("layers", [None, [], [np.zeros((400, 600, 4), np.uint8)]])
+def test_an_empty_editor_means_no_strokes(layers: object, coffee: Image.Image) -> None:
+    strokes, _, preview, listing = chat_tab.brush_changed(COFFEE, layers, [], [], "red")
+    assert strokes is None and listing == "No marks yet."
+    assert np.array_equal(np.asarray(preview), np.asarray(model_view(coffee, [])))
+    assert chat_tab.brush_changed(None, layers, [], [], "red") == (None, None, None, "")
+
+
+@pytest.mark.parametrize(
+    ("layers", "message"),
+    [
+        ([b"not a png"], "A brush layer must be a PNG or WebP image"),
+        ("layer.png", "The brush layers must be a list of images"),
+        ([None], "A brush layer must be an image"),
+        ([{"path": "/etc/passwd"}], "A brush layer must be an image"),
+    ],
+)
+def test_bad_editor_values_get_clear_messages(layers: object, message: str) -> None:
+    with pytest.raises(gr.Error, match=message):
+        chat_tab.brush_changed(COFFEE, layers, [], [], "red")
+
+
+def test_strokes_painted_on_a_previous_photo_are_ignored() -> None:
+    square = np.zeros((300, 300, 4), np.uint8)  # the shape of another photo: a late event from before
+    square[10, 10] = (255, 0, 0, 255)
+    skip = type(gr.skip())
+    assert all(isinstance(out, skip) for out in chat_tab.brush_changed(COFFEE, [square], [], [], "red"))
+
+
+def test_a_new_photo_or_clear_marks_start_the_brush_afresh(coffee: Image.Image) -> None:
+    *drawing, history, chatbot, _, _, strokes, editor = chat_tab.new_image(COFFEE, None, "lime")
+    assert strokes is None and drawing[4] == "No marks yet." and history == [] and chatbot == []
+    assert editor.value["layers"] == [] and editor.value["background"]["path"]
+    assert Image.open(editor.value["background"]["path"]).size == (1008, 672)
+    *_, strokes, editor = chat_tab.clear_marks(COFFEE, "red")
+    assert strokes is None and editor.value["layers"] == []
+    assert chat_tab.new_image(None, None, "red")[-1].value is None
+
+
+def test_the_brush_has_the_named_colours_and_the_scribble_width() -> None:
+    brush = chat_tab.brush_color("lime").brush
+    assert brush.default_color == "#00ff00" and brush.color_mode == "fixed"
+    assert brush.colors == ["#ff0000", "#00ff00", "#0000ff", "#ffff00", "#ff00ff", "#00ffff", "#ffa500", "#800080",
+                            "#ffd700"]  # fmt: skip
+    assert brush.default_size == 4.5  # a radius: 9-pixel strokes on the 1008-pixel canvas, int(3 * 1008 / 336)
+
+
+@pytest.mark.parametrize(
+    ("size", "canvas", "width"),
+    [
+        ((600, 400), (1008, 672), 5),
+        ((336, 336), (1008, 1008), 3),
+        ((4000, 3000), (1008, 756), 35),
+        ((150, 100), (1008, 672), 1),
+    ],
+)
+def test_a_9_pixel_stroke_on_the_canvas_is_a_scribble_on_the_photo(
+    size: tuple[int, int], canvas: tuple[int, int], width: int
+) -> None:
+    assert chat_tab._editor_size(size) == canvas
+    layer = np.zeros((canvas[1], canvas[0], 4), np.uint8)
+    middle = canvas[1] // 2
+    layer[middle - 4 : middle + 5, 100:800] = (0, 0, 255, 255)  # 9 pixels wide, as the brush paints
+    painted = np.asarray(chat_tab.vp.paint(Image.new("RGB", size), chat_tab.vp.brush_strokes([layer])))
+    column = (painted[:, size[0] // 2] == COLORS["blue"]).all(axis=-1)
+    assert abs(int(column.sum()) - width) <= 1 and width == chat_tab.vp.brush_width(size)
+
+
+def test_the_brush_panel_keeps_the_last_sketch_of_each_session(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(SketchUpload, "MAX_BYTES", 1000)
+    editor, other = SketchUpload(), SketchUpload()
+    assert editor.get_block_name() == "imageeditor"
+    for target in ["/etc/passwd", "http://127.0.0.1:1/secret.png"]:
+        with pytest.raises(gr.Error, match="Only files uploaded to this app"):
+            editor.move_resource_to_block_cache(target)
+    assert NOT_AN_UPLOAD.startswith("Only files uploaded to this app")
+
+    def send(
+        sketch: str, kind: str, index: str, content: bytes, session: str = "alice", to: SketchUpload = editor
+    ) -> None:
+        fields = {"id": sketch, "type": kind, "index": index, "component_id": str(to._id), "session_hash": session}
+        copy = SketchUpload()  # gradio calls it on a session's copy of the component
+        copy.accept_blobs(SimpleNamespace(data=fields, files=[(f"{kind}.png", content)]))
+
+    def layers(session: str = "alice", of: SketchUpload = editor) -> list[bytes]:
+        return of.painted_layers(SimpleNamespace(session_hash=session))
+
+    assert layers() == []
+    send("a", "background", "null", b"photo")
+    send("a", "layer", "1", b"second")
+    send("a", "layer", "0", b"first")
+    send("a", "composite", "null", b"composite")
+    assert layers() == [b"first", b"second"]  # only the layers, in order
+    send("b", "background", "null", b"photo")  # the next stroke's sketch
+    assert layers() == []
+    send("b", "layer", "0", b"undone")
+    send("b", "layer", "99", b"too many")
+    send("b", "layer", "x", b"bad index")
+    assert layers() == [b"undone"] and layers() == [b"undone"]
+    send("c", "layer", "0", b"bob's", session="bob")
+    send("c", "layer", "0", b"other editor", to=other)
+    assert layers() == [b"undone"] and layers("bob") == [b"bob's"] and layers(of=other) == [b"other editor"]
+    editor.forget(SimpleNamespace(session_hash="bob"))  # a cleared canvas sends nothing
+    assert layers("bob") == [] and layers() == [b"undone"]
+    big = b"x" * 250
+    for number in range(4):
+        send("d", "layer", "0", big, session=f"user {number}")
+    assert layers() == [] and layers("bob") == []  # the least recently painted went first
+    assert layers("user 0") == [big] and layers("user 3") == [big]
+    send("e", "layer", "0", big, session="user 4")
+    assert layers("user 0") == [] and layers("user 1") == [big]
+    assert editor.preprocess(None) is None
