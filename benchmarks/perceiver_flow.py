@@ -1,7 +1,7 @@
 """Perceiver IO optical flow on one 368x496 tile and on a 1024x436 frame pair (Sintel's size, six
 tiles): our path (core.perceiver_attention, attention through scaled_dot_product_attention; for the
-pair, core.flow's tiling with PLAYGROUND_FLOW_TILE_BATCH tiles per forward) against the stock
-transformers forward on the same tiles, one at a time, blended the same way, on a full-size
+pair, core.flow's tiling with its tile batch, core.flow.tile_batch) against the stock transformers
+forward on the same tiles, one at a time, blended the same way, on a full-size
 PerceiverForOpticalFlow (deepmind/optical-flow-perceiver's architecture) with random weights.
 
 Each variant runs in a fresh subprocess so that its peak memory is its own: on CPU the growth of
@@ -26,10 +26,10 @@ import torch
 from PIL import Image
 
 from benchmarks.common import Row, measure
+from core import flow as core_flow
 from core.flow import FLOW_SCALE, image_patches, normalise, perceiver_flow, tiled_flow
 from core.models import LoadedModel
 from core.registry import get_spec
-from core.settings import get_settings
 
 TILE = (368, 496)
 PAIR = (436, 1024)
@@ -163,7 +163,7 @@ def run(device: torch.device, dtype: torch.dtype, repeat: int, pair: bool = True
     if pair:
         pair_repeat = 1 if device.type == "cpu" else repeat
         ours, stock, note = compare(("pair-ours", "pair-stock"), device, dtype, pair_repeat)
-        tile_batch = get_settings().flow_tile_batch
+        tile_batch = core_flow.tile_batch(device)
         rows.append(
             Row(
                 task="perceiver flow, frame pair",

@@ -33,6 +33,7 @@ TILE = (368, 496)
 """Perceiver IO's training size (height, width); the model only runs on tiles of this size."""
 MIN_OVERLAP = 20
 FLOW_SCALE = 20.0
+DEFAULT_CUDA_TILE_BATCH = 4
 """Pixels per unit of the model's `logits`. PerceiverOpticalFlowDecoder (rescale_factor=100.0)
 already divides the decoder's raw output by 100; DeepMind's reference colab, and the colab of the
 Hugging Face port, then multiply the model output by FLOW_SCALE_FACTOR = 20. So flow in pixels =
@@ -191,6 +192,13 @@ def perceiver_forward(loaded: LoadedModel) -> TileForward:
     return forward
 
 
+def tile_batch(device: torch.device) -> int:
+    """Tiles per forward pass: PLAYGROUND_FLOW_TILE_BATCH, or by default 4 on CUDA (fewer, larger
+    kernels) and 1 on CPU, where batching tiles gained nothing in the benchmark and raised the
+    peak memory (benchmarks/RESULTS.md)."""
+    return get_settings().flow_tile_batch or (DEFAULT_CUDA_TILE_BATCH if device.type == "cuda" else 1)
+
+
 def perceiver_flow(
     frame1: np.ndarray, frame2: np.ndarray, loaded: LoadedModel, progress: ProgressFn | None = None
 ) -> tuple[np.ndarray, int]:
@@ -200,7 +208,7 @@ def perceiver_flow(
         normalise(frame2),
         perceiver_forward(loaded),
         tile=tuple(loaded.model.config.train_size),
-        batch_size=get_settings().flow_tile_batch,
+        batch_size=tile_batch(loaded.device),
         progress=progress,
     )
 

@@ -101,7 +101,7 @@ def load_settings() -> Settings:
         default_top_k=int(_env_number("PLAYGROUND_TOP_K", 5, 1)),
         segment_max_side=int(_env_number("PLAYGROUND_SEGMENT_MAX_SIDE", 1280, 64)),
         mcp=_env_bool("PLAYGROUND_MCP", False),
-        flow_tile_batch=int(_env_number("PLAYGROUND_FLOW_TILE_BATCH", 4, 1)),
+        flow_tile_batch=int(_env_number("PLAYGROUND_FLOW_TILE_BATCH", 0, 0)),
         flow_max_pixels=int(_env_number("PLAYGROUND_FLOW_MAX_PIXELS", 4_000_000, 256)),
         flow_video_max_frames=int(_env_number("PLAYGROUND_FLOW_VIDEO_MAX_FRAMES", 120, 2)),
         flow_video_max_seconds=float(_env_number("PLAYGROUND_FLOW_VIDEO_MAX_SECONDS", 10.0, 0.1, float)),

@@ -481,3 +481,11 @@ def test_video_limits_come_from_the_settings(fresh_settings: pytest.MonkeyPatch,
     assert info["original_size"] == {"width": 320, "height": 240}
     with pytest.raises(InputError, match="Choose one flow method"):
         core_flow.video_flow(ASSETS / "flow_pan.mp4", ["dis", "farneback"], out_dir=tmp_path)
+
+
+def test_tile_batch_is_one_on_cpu_four_on_cuda_unless_configured(fresh_settings: pytest.MonkeyPatch) -> None:
+    assert core_flow.tile_batch(torch.device("cpu")) == 1
+    assert core_flow.tile_batch(torch.device("cuda")) == core_flow.DEFAULT_CUDA_TILE_BATCH == 4
+    fresh_settings.setenv("PLAYGROUND_FLOW_TILE_BATCH", "2")
+    reset_settings()
+    assert core_flow.tile_batch(torch.device("cpu")) == core_flow.tile_batch(torch.device("cuda")) == 2
