@@ -39,31 +39,24 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize()
 
 
-def measure(fn: Callable[[], Any], repeat: int, device: torch.device, warmup: int = 1) -> tuple[float, float | None]:
-    """Median wall time of `repeat` calls after `warmup` calls, and peak memory in MB (CUDA: peak
-    allocated by torch; CPU: peak resident set growth of this process during the timed calls)."""
+def device_label(device: torch.device, dtype: torch.dtype) -> str:
+    return f"{device.type} {str(dtype).removeprefix('torch.')}"
+
+
+def measure(fn: Callable[[], Any], repeat: int, device: torch.device, warmup: int = 1) -> tuple[float, float]:
+    """Median wall time of `repeat` calls after `warmup` calls, and their peak memory in MB (PeakMemory)."""
     for _ in range(warmup):
         fn()
     sync(device)
     gc.collect()
     times = []
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats()
-        base = torch.cuda.memory_allocated()
-    process = psutil.Process()
-    rss_before = process.memory_info().rss
-    peak_rss = rss_before
-    for _ in range(repeat):
-        start = time.perf_counter()
-        fn()
-        sync(device)
-        times.append(time.perf_counter() - start)
-        peak_rss = max(peak_rss, process.memory_info().rss)
-    if device.type == "cuda":
-        peak = (torch.cuda.max_memory_allocated() - base) / 2**20
-    else:
-        peak = (peak_rss - rss_before) / 2**20
-    return statistics.median(times), peak
+    with PeakMemory(device) as peak:
+        for _ in range(repeat):
+            start = time.perf_counter()
+            fn()
+            sync(device)
+            times.append(time.perf_counter() - start)
+    return statistics.median(times), peak.mb
 
 
 class PeakMemory:

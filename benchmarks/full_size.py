@@ -9,13 +9,10 @@ so the first call's load time is the one a user would see from a local disk.
 from __future__ import annotations
 
 import dataclasses
-import time
 import zlib
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
-
-import torch
 
 from core.models import LoadedModel, _spread_random_weights, load_model
 from core.registry import ModelSpec, get_spec
@@ -161,10 +158,6 @@ def save_full_size(key: str, folder: Path) -> Path:
     return target
 
 
-def parameters_millions(model: torch.nn.Module) -> float:
-    return sum(p.numel() for p in model.parameters()) / 1e6
-
-
 def local_loader(folder: Path) -> Callable[[ModelSpec], LoadedModel]:
     """A ModelCache loader: the app's `load_model` on the saved full-size folder of each spec (not tiny)."""
     settings = dataclasses.replace(get_settings(), tiny=False)
@@ -175,9 +168,3 @@ def local_loader(folder: Path) -> Callable[[ModelSpec], LoadedModel]:
         return dataclasses.replace(loaded, spec=spec)
 
     return load
-
-
-def timed_load(spec: ModelSpec, loader: Callable[[ModelSpec], LoadedModel]) -> tuple[LoadedModel, float]:
-    start = time.perf_counter()
-    loaded = loader(spec)
-    return loaded, time.perf_counter() - start

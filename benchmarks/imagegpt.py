@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import torch
 
-from benchmarks.common import Row, measure
+from benchmarks.common import Row, device_label, measure
 from core.imagegpt import FastSampler, SamplingOptions
 
 SIZES = {
@@ -55,7 +55,7 @@ def bench(size: str, device: torch.device, dtype: torch.dtype, repeat: int, batc
     return Row(
         task="imagegpt sample",
         model=f"{size} (random weights)",
-        device=f"{device.type} {str(dtype).removeprefix('torch.')}",
+        device=device_label(device, dtype),
         batch=f"{batch} x {tokens} tokens",
         ours_s=ours_s,
         reference_s=reference_s,

@@ -4,17 +4,16 @@ pair, core.flow's tiling with its tile batch, core.flow.tile_batch) against the 
 forward on the same tiles, one at a time, blended the same way, on a full-size
 PerceiverForOpticalFlow (deepmind/optical-flow-perceiver's architecture) with random weights.
 
-Each variant runs in a fresh subprocess so that its peak memory is its own: on CPU the growth of
-the process's peak resident set (ru_maxrss) over the forward calls, which catches the
-182,528 x 2,048 attention matrices that sampling RSS between calls would miss; on CUDA torch's peak
-allocation. The subprocesses also save their output so the parent can check the two agree.
+Each variant runs in a fresh subprocess so that its peak memory is its own (benchmarks.common's
+PeakMemory: on CPU the resident set sampled every millisecond, which catches the stock model's
+182,528 x 2,048 attention matrices; on CUDA torch's peak allocation). The subprocesses also save
+their output so the parent can check the two agree.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import resource
 import subprocess
 import sys
 import tempfile
@@ -25,7 +24,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from benchmarks.common import Row, measure
+from benchmarks.common import Row, device_label, measure
 from core import flow as core_flow
 from core.flow import FLOW_SCALE, image_patches, normalise, perceiver_flow, tiled_flow
 from core.models import LoadedModel
@@ -107,10 +106,7 @@ def worker(variant: str, device: torch.device, dtype: torch.dtype, repeat: int, 
 
         warmup = 1
 
-    base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    seconds, cuda_peak = measure(forward, repeat, device, warmup=warmup)
-    cpu_peak = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base) / 1024  # ru_maxrss: KiB on Linux
-    peak = cuda_peak if device.type == "cuda" else cpu_peak
+    seconds, peak = measure(forward, repeat, device, warmup=warmup)
     torch.save(result[0].float().cpu(), out)
     return {"seconds": seconds, "peak_mb": peak}
 
@@ -124,8 +120,16 @@ def spawn(variant: str, device: torch.device, dtype: torch.dtype, repeat: int, o
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def compare(variants: tuple[str, str], device: torch.device, dtype: torch.dtype, repeat: int) -> tuple[dict, dict, str]:
-    """Run our variant and the stock one, each in its own process; their results and how they differ."""
+def compare(
+    variants: tuple[str, str],
+    device: torch.device,
+    dtype: torch.dtype,
+    repeat: int,
+    task: str,
+    batch: str,
+    reference: str,
+) -> Row:
+    """Run our variant and the stock one, each in its own process: their times, peaks and how they differ."""
     with tempfile.TemporaryDirectory() as folder:
         ours_out, stock_out = Path(folder) / "ours.pt", Path(folder) / "stock.pt"
         ours = spawn(variants[0], device, dtype, repeat, ours_out)
@@ -134,49 +138,41 @@ def compare(variants: tuple[str, str], device: torch.device, dtype: torch.dtype,
     diff = (ours_result - stock_result).abs().max().item()
     scale = stock_result.abs().max().item()
     what = "logit" if variants[0] == "ours" else "flow, px"
-    note = (
-        f"max abs diff {diff:.1e} (largest {what} {scale:.1e}); peak memory "
-        f"{stock['peak_mb'] / max(ours['peak_mb'], 1):.1f}x lower"
+    return Row(
+        task=task,
+        model="optical-flow-perceiver size (random weights)",
+        device=device_label(device, dtype),
+        batch=batch,
+        ours_s=ours["seconds"],
+        reference_s=stock["seconds"],
+        reference=reference,
+        ours_peak_mb=ours["peak_mb"],
+        reference_peak_mb=stock["peak_mb"],
+        note=f"max abs diff {diff:.1e} (largest {what} {scale:.1e}); peak memory "
+        f"{stock['peak_mb'] / max(ours['peak_mb'], 1):.1f}x lower",
+        runs=repeat,
     )
-    return ours, stock, note
 
 
 def run(device: torch.device, dtype: torch.dtype, repeat: int, pair: bool = True) -> list[Row]:
-    settings = f"{device.type} {str(dtype).removeprefix('torch.')}"
-    model = "optical-flow-perceiver size (random weights)"
-    ours, stock, note = compare(("ours", "stock"), device, dtype, repeat)
     rows = [
-        Row(
-            task="perceiver flow tile",
-            model=model,
-            device=settings,
-            batch="1 x 368x496",
-            ours_s=ours["seconds"],
-            reference_s=stock["seconds"],
-            reference="PerceiverForOpticalFlow forward",
-            ours_peak_mb=ours["peak_mb"],
-            reference_peak_mb=stock["peak_mb"],
-            note=note,
-            runs=repeat,
+        compare(
+            ("ours", "stock"),
+            device,
+            dtype,
+            repeat,
+            "perceiver flow tile",
+            "1 x 368x496",
+            "PerceiverForOpticalFlow forward",
         )
     ]
     if pair:
+        batch = f"1 pair {PAIR[1]}x{PAIR[0]} (6 tiles, {core_flow.tile_batch(device)} per forward)"
+        reference = "stock forward on the same tiles, one at a time"
         pair_repeat = 1 if device.type == "cpu" else repeat
-        ours, stock, note = compare(("pair-ours", "pair-stock"), device, dtype, pair_repeat)
-        tile_batch = core_flow.tile_batch(device)
         rows.append(
-            Row(
-                task="perceiver flow, frame pair",
-                model=model,
-                device=settings,
-                batch=f"1 pair {PAIR[1]}x{PAIR[0]} (6 tiles, {tile_batch} per forward)",
-                ours_s=ours["seconds"],
-                reference_s=stock["seconds"],
-                reference="stock forward on the same tiles, one at a time",
-                ours_peak_mb=ours["peak_mb"],
-                reference_peak_mb=stock["peak_mb"],
-                note=note,
-                runs=pair_repeat,
+            compare(
+                ("pair-ours", "pair-stock"), device, dtype, pair_repeat, "perceiver flow, frame pair", batch, reference
             )
         )
     return rows

@@ -17,7 +17,7 @@ from typing import Any
 import torch
 from PIL import Image
 
-from benchmarks.common import Row, measure_pair
+from benchmarks.common import Row, device_label, measure_pair
 from benchmarks.full_size import local_loader
 from core import caption as core_caption
 from core import classify as core_classify
@@ -33,10 +33,6 @@ PHOTO_SIZE = (1600, 1200)
 
 def photo(name: str = "chelsea.jpg", size: tuple[int, int] = PHOTO_SIZE) -> Image.Image:
     return Image.open(ASSETS / name).convert("RGB").resize(size, Image.Resampling.BICUBIC)
-
-
-def _device_label(loaded: LoadedModel) -> str:
-    return f"{loaded.device.type} {str(loaded.dtype).removeprefix('torch.')}"
 
 
 class Bench:
@@ -84,7 +80,7 @@ class Bench:
         return Row(
             task=task,
             model=" + ".join(get_spec(k).name for k in keys) + " (random weights)",
-            device=_device_label(loaded[0]),
+            device=device_label(loaded[0].device, loaded[0].dtype),
             batch=batch,
             ours_s=ours_s,
             reference_s=reference_s,

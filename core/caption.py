@@ -236,24 +236,32 @@ def _load(key: str, cache: ModelCache | None) -> tuple[LoadedModel, float | None
     return loaded, _ms(loaded.load_seconds) if was_loaded else None
 
 
-def caption_loaded(image: Image.Image, loaded: LoadedModel, decoding: Decoding) -> CaptionResult:
-    """Caption one RGB image with a loaded model: one caption, or the n-best list for beam search."""
+def _timed_candidates(
+    loaded: LoadedModel, images: Sequence[Image.Image], decoding: Decoding, batch: bool
+) -> tuple[list[Candidate], dict[str, Any]]:
+    """Preprocess -> generate -> decode; the candidates and the result fields every caption result has."""
     start = time.perf_counter()
-    pixels = pixel_values(loaded, [image])
+    pixels = pixel_values(loaded, images)
     preprocessed = time.perf_counter()
-    output = _generate(loaded, pixels, decoding, **decoding.generate_kwargs())
+    output = _generate(loaded, pixels, decoding, **decoding.generate_kwargs(batch=batch))
     done = time.perf_counter()
     spec = loaded.spec
-    return CaptionResult(
-        key=spec.key,
-        name=spec.name,
-        hub_id=spec.hub_id,
-        mode=decoding.mode,
-        candidates=_candidates(loaded, output),
-        preprocess_ms=_ms(preprocessed - start),
-        generate_ms=_ms(done - preprocessed),
-        device=str(loaded.device),
-    )
+    fields = {
+        "key": spec.key,
+        "name": spec.name,
+        "hub_id": spec.hub_id,
+        "mode": decoding.mode,
+        "preprocess_ms": _ms(preprocessed - start),
+        "generate_ms": _ms(done - preprocessed),
+        "device": str(loaded.device),
+    }
+    return _candidates(loaded, output), fields
+
+
+def caption_loaded(image: Image.Image, loaded: LoadedModel, decoding: Decoding) -> CaptionResult:
+    """Caption one RGB image with a loaded model: one caption, or the n-best list for beam search."""
+    candidates, fields = _timed_candidates(loaded, [image], decoding, batch=False)
+    return CaptionResult(candidates=candidates, **fields)
 
 
 def caption(
@@ -283,23 +291,8 @@ def caption_batch(
     if len(images) > MAX_BATCH_IMAGES:
         raise InputError(f"Caption at most {MAX_BATCH_IMAGES} images at once, not {len(images)}.")
     loaded, load_ms = _load(model_key, cache)
-    start = time.perf_counter()
-    pixels = pixel_values(loaded, images)
-    preprocessed = time.perf_counter()
-    output = _generate(loaded, pixels, decoding, **decoding.generate_kwargs(batch=True))
-    done = time.perf_counter()
-    spec = loaded.spec
-    return BatchCaptionResult(
-        key=spec.key,
-        name=spec.name,
-        hub_id=spec.hub_id,
-        mode=decoding.mode,
-        captions=_candidates(loaded, output),
-        preprocess_ms=_ms(preprocessed - start),
-        generate_ms=_ms(done - preprocessed),
-        load_ms=load_ms,
-        device=str(loaded.device),
-    )
+    captions, fields = _timed_candidates(loaded, images, decoding, batch=True)
+    return BatchCaptionResult(captions=captions, load_ms=load_ms, **fields)
 
 
 def stream_caption(
