@@ -25,12 +25,17 @@ def build(size: str, device: torch.device, dtype: torch.dtype) -> torch.nn.Modul
 def run(
     device: torch.device, dtype: torch.dtype, repeat: int, sizes: list[str], batches: list[int], tokens: int
 ) -> list[Row]:
-    return [bench(size, device, dtype, repeat, batch, tokens) for size in sizes for batch in batches]
+    # On CUDA the sampler replays a recorded CUDA graph per step; the eager ("dynamic") sampler is
+    # measured too, so the rows show what the graph adds.
+    modes = ["cuda-graph", "dynamic"] if device.type == "cuda" else ["dynamic"]
+    return [
+        bench(size, device, dtype, repeat, batch, tokens, mode) for size in sizes for batch in batches for mode in modes
+    ]
 
 
-def bench(size: str, device: torch.device, dtype: torch.dtype, repeat: int, batch: int, tokens: int) -> Row:
+def bench(size: str, device: torch.device, dtype: torch.dtype, repeat: int, batch: int, tokens: int, mode: str) -> Row:
     model = build(size, device, dtype)
-    sampler = FastSampler(model)
+    sampler = FastSampler(model, mode)
     sos = model.config.vocab_size - 1
     options = SamplingOptions(num_images=batch, top_k=40, seed=0)
 
@@ -52,9 +57,11 @@ def bench(size: str, device: torch.device, dtype: torch.dtype, repeat: int, batc
     warmup = 0 if device.type == "cpu" else 1  # a CPU run of 1024 tokens is long enough to need no warm-up
     ours_s, ours_peak = measure(ours, repeat, device, warmup)
     reference_s, reference_peak = measure(reference, repeat, device, warmup)
+    if mode == "cuda-graph" and sampler.graph_error:
+        mode = f"cuda-graph failed, ran dynamic: {sampler.graph_error}"
     return Row(
         task="imagegpt sample",
-        model=f"{size} (random weights)",
+        model=f"{size} (random weights), sampler {mode}",
         device=device_label(device, dtype),
         batch=f"{batch} x {tokens} tokens",
         ours_s=ours_s,

@@ -32,7 +32,7 @@ TINY_FORMAT_VERSION = 1
 _TINY_MARKER = "tiny-model.json"
 
 
-@dataclass
+@dataclass(eq=False)  # compared and hashed by identity (helpers keep per-model state in weak maps)
 class LoadedModel:
     spec: ModelSpec
     model: Any

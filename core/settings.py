@@ -78,6 +78,7 @@ class Settings:
     flow_video_max_pixels: int
     chat_4bit: bool = False
     chat_max_new_tokens: int = 512
+    imagegpt_cuda_graphs: bool = True
 
     @property
     def max_upload_bytes(self) -> int:
@@ -108,6 +109,7 @@ def load_settings() -> Settings:
         flow_video_max_pixels=int(_env_number("PLAYGROUND_FLOW_VIDEO_MAX_PIXELS", 640 * 480, 256)),
         chat_4bit=_env_bool("PLAYGROUND_CHAT_4BIT", False),
         chat_max_new_tokens=int(_env_number("PLAYGROUND_CHAT_MAX_NEW_TOKENS", 512, 1)),
+        imagegpt_cuda_graphs=_env_bool("PLAYGROUND_IMAGEGPT_CUDA_GRAPHS", True),
     )
 
 

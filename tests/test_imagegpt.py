@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
+import gc
+import weakref
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +16,8 @@ from core.imagegpt import (
     SIDE,
     FastSampler,
     SamplingOptions,
+    _GraphStep,
+    _last,
     _sample,
     clusters_of,
     complete,
@@ -20,6 +25,7 @@ from core.imagegpt import (
     quantise,
     sample,
     sample_stream,
+    sampler_for,
     tokens_to_images,
 )
 from core.images import load_image
@@ -34,10 +40,11 @@ def loaded() -> object:
     return get_cache().get(MODEL)[0]
 
 
-def test_greedy_fast_sampler_equals_generate_for_a_batch(loaded: object) -> None:
+@pytest.mark.parametrize("mode", ["dynamic", "static"])
+def test_greedy_fast_sampler_equals_generate_for_a_batch(loaded: object, mode: str) -> None:
     model = loaded.model
     sos = model.config.vocab_size - 1
-    ours = FastSampler(model).sample(3, SamplingOptions(num_images=3, top_k=1))
+    ours = FastSampler(model, mode).sample(3, SamplingOptions(num_images=3, top_k=1))
     with torch.inference_mode():
         reference = model.generate(
             input_ids=torch.full((3, 1), sos), max_length=model.config.n_positions + 1, do_sample=False
@@ -46,11 +53,12 @@ def test_greedy_fast_sampler_equals_generate_for_a_batch(loaded: object) -> None
     assert torch.equal(ours, reference)
 
 
-def test_completion_prefill_equals_generate_greedy(loaded: object) -> None:
+@pytest.mark.parametrize("mode", ["dynamic", "static"])
+def test_completion_prefill_equals_generate_greedy(loaded: object, mode: str) -> None:
     model = loaded.model
     tokens = torch.as_tensor(quantise(load_image(ASSETS / "chelsea.jpg"), loaded))
     prefix = tokens[: 30 * SIDE].repeat(2, 1)
-    ours = FastSampler(model).sample(2, SamplingOptions(num_images=2, top_k=1), prefix)
+    ours = FastSampler(model, mode).sample(2, SamplingOptions(num_images=2, top_k=1), prefix)
     start = torch.cat([torch.full((2, 1), model.config.vocab_size - 1), prefix], dim=1)
     with torch.inference_mode():
         reference = model.generate(input_ids=start, max_length=model.config.n_positions + 1, do_sample=False)[:, 1:]
@@ -143,3 +151,79 @@ def test_bad_completion_requests_are_refused() -> None:
         complete(photo, MODEL, 32, SamplingOptions(num_images=1))
     with pytest.raises(InputError, match="Unknown model"):
         sample("levit-128S", SamplingOptions(num_images=1))
+
+
+def test_static_steps_sample_the_same_tokens_as_dynamic_ones(loaded: object) -> None:
+    """The static step (what a CUDA graph records) reads the whole zero-filled cache under a mask."""
+    options = SamplingOptions(num_images=3, top_k=40, top_p=0.9, temperature=1.3, seed=11)
+    prefix = torch.as_tensor(quantise(load_image(ASSETS / "coffee.jpg"), loaded))[: 5 * SIDE].repeat(3, 1)
+    for start in (None, prefix):
+        dynamic = FastSampler(loaded.model, "dynamic").sample(3, options, start)
+        assert torch.equal(FastSampler(loaded.model, "static").sample(3, options, start), dynamic)
+
+
+def _eager_replay(step: _GraphStep) -> object:
+    """Stands in for recording a CUDA graph on this CPU machine: "replaying" runs the static step on the
+    graph's own input buffers and cache, so the buffer handling around the graph is what is tested."""
+    return step._run
+
+
+def test_graph_steps_match_dynamic_ones_for_interleaved_requests(
+    loaded: object, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(_GraphStep, "_record", _eager_replay)
+    options = SamplingOptions(num_images=2, top_k=20, seed=4)
+    dynamic = FastSampler(loaded.model, "dynamic")
+    sampler = FastSampler(loaded.model, "cuda-graph")
+    expected = dynamic.sample(2, options)
+    prefix = expected[:, : 7 * SIDE]
+    first, second = sampler.stream(2, options), sampler.stream(2, options, prefix)
+    partial = next(first)  # two requests at once, each with its own graph and cache
+    assert torch.equal(_last(second), dynamic.sample(2, options, prefix))
+    assert torch.equal(partial, expected[:, :SIDE]) and torch.equal(_last(first), expected)
+    assert torch.equal(sampler.sample(3, options), dynamic.sample(3, options))
+    assert sampler.graph_error is None
+
+
+def test_samplers_are_dropped_with_their_loaded_model(loaded: object) -> None:
+    copy = dataclasses.replace(loaded)
+    sampler = weakref.ref(sampler_for(copy))
+    assert sampler_for(copy) is sampler() and sampler_for(loaded) is not sampler()
+    del copy
+    gc.collect()
+    assert sampler() is None
+
+
+def test_a_graph_that_fails_to_record_or_replays_wrongly_is_not_used(
+    loaded: object, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    options = SamplingOptions(num_images=2, seed=1)
+    expected = FastSampler(loaded.model, "dynamic").sample(2, options)
+    cpu = FastSampler(loaded.model, "cuda-graph")  # this machine has no CUDA: recording fails
+    assert torch.equal(cpu.sample(2, options), expected)
+    assert "CUDA" in cpu.graph_error
+
+    def record_once(step: _GraphStep) -> object:
+        step._run()
+        return lambda: None  # later replays leave the first logits: the position buffer is not read
+
+    monkeypatch.setattr(_GraphStep, "_record", record_once)
+    wrong = FastSampler(loaded.model, "cuda-graph")
+    assert torch.equal(wrong.sample(2, options), expected)
+    assert "differ from the eager step's at position 1" in wrong.graph_error
+    auto = FastSampler(loaded.model, "auto")
+    auto.graph_error = wrong.graph_error
+    assert auto.resolved_mode(torch.device("cuda")) == "dynamic"
+
+
+def test_auto_mode_records_graphs_only_on_cuda_and_when_allowed(loaded: object, fresh_settings: object) -> None:
+    sampler = FastSampler(loaded.model)
+    assert sampler.resolved_mode(torch.device("cpu")) == "dynamic"
+    assert sampler.resolved_mode(torch.device("cuda")) == "cuda-graph"
+    fresh_settings.setenv("PLAYGROUND_IMAGEGPT_CUDA_GRAPHS", "0")
+    from core.settings import reset_settings
+
+    reset_settings()
+    assert sampler.resolved_mode(torch.device("cuda")) == "dynamic"
+    with pytest.raises(ValueError, match="mode must be one of"):
+        FastSampler(loaded.model, "compiled")
