@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
 
 import gradio as gr
@@ -13,6 +14,7 @@ import gradio as gr
 from core.runtime import describe_runtime
 from core.settings import Settings, get_settings, reset_settings
 from tabs import caption, chat, classify, flow, imagegpt, segment
+from tabs.components import fill_on_page_load
 
 TABS = [
     ("Classify", "classify", classify.build),
@@ -55,14 +57,8 @@ def build_demo(settings: Settings | None = None) -> gr.Blocks:
         for title, tab_id, build in TABS:
             with gr.Tab(title, id=tab_id, elem_id=f"tab-{tab_id}"):
                 build()
-        runtime = gr.Markdown()
-        # filled when a page opens, not at import: nothing touches CUDA before a request (ZeroGPU)
-        demo.load(
-            lambda: f"<small>Models run on {describe_runtime()}.</small>",
-            outputs=runtime,
-            api_visibility="private",
-            queue=False,
-        )
+        # filled when a page opens, not at import: nothing imports torch or touches CUDA before (ZeroGPU)
+        fill_on_page_load(gr.Markdown(), lambda: f"<small>Models run on {describe_runtime()}.</small>")
     demo.queue(max_size=settings.queue_size, default_concurrency_limit=1)
     return demo
 
@@ -94,8 +90,12 @@ def main(argv: list[str] | None = None) -> None:
         server_name=args.host,
         server_port=args.port,
         share=args.share,
+        prevent_thread_lock=True,
         **launch_options(),
     )
+    # The page is served without torch; import it now, so the first request does not wait for it.
+    importlib.import_module("torch")
+    app.block_thread()
 
 
 if __name__ == "__main__":

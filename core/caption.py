@@ -17,10 +17,10 @@ from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
-import torch
 from PIL import Image
 
 from core.errors import InputError
+from core.lazy import torch
 from core.models import LoadedModel, ModelCache, get_cache
 from core.registry import ModelSpec, get_spec, specs_for
 from core.streaming import SEED_LOCK, GenerationStream

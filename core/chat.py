@@ -15,10 +15,10 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-import torch
 from PIL import Image
 
 from core.errors import InputError, ModelUnavailableError
+from core.lazy import torch
 from core.models import LoadedModel, ModelCache, ensure_tiny_model, get_cache, select_device, select_dtype
 from core.registry import ModelSpec, get_spec, specs_for
 from core.settings import Settings, get_settings

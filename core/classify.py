@@ -8,10 +8,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-import torch
 from PIL import Image
 
 from core.errors import InputError
+from core.lazy import torch
 from core.models import LoadedModel, ModelCache, get_cache
 from core.registry import ModelSpec, get_spec, specs_for
 from core.settings import get_settings

@@ -16,12 +16,11 @@ from typing import Any
 
 import cv2
 import numpy as np
-import torch
-import torch.nn.functional as F
 from PIL import Image
 
 from core import render
 from core.errors import InputError, ModelUnavailableError
+from core.lazy import F, torch
 from core.models import LoadedModel, ModelCache, get_cache, release_memory
 from core.perceiver_attention import use_sdpa_attention
 from core.registry import ModelSpec, get_spec, specs_for

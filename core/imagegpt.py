@@ -17,11 +17,10 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 from PIL import Image
 
 from core.errors import InputError
+from core.lazy import F, inference_mode, torch
 from core.models import LoadedModel, ModelCache, get_cache
 from core.registry import ModelSpec, get_spec, specs_for
 from core.settings import get_settings
@@ -182,7 +181,7 @@ class FastSampler:
             log.warning("ImageGPT: CUDA graph not recorded (%s); sampling without it", self.graph_error)
             return self._stepper(batch, device, dtype, "dynamic")
 
-    @torch.inference_mode()
+    @inference_mode
     def stream(
         self,
         batch: int,

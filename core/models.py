@@ -19,9 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from core.errors import ModelUnavailableError
+from core.lazy import no_grad, torch
 from core.registry import ModelSpec, get_spec
 from core.settings import Settings, get_settings
 
@@ -91,7 +90,7 @@ def ensure_tiny_model(spec: ModelSpec, settings: Settings) -> Path:
     return target
 
 
-@torch.no_grad()
+@no_grad
 def _spread_random_weights(model: torch.nn.Module, seed: int) -> None:
     """Redraw every weight at a variance-preserving scale. The library's initialisation (small
     normals, zero biases, identity norms) makes a tiny untrained network answer the same for every

@@ -16,11 +16,12 @@ other instance keep transformers' code. When attention probabilities are asked f
 from __future__ import annotations
 
 import types
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
-import torch.nn.functional as F
-from torch import nn
+if TYPE_CHECKING:
+    from torch import nn
+
+from core.lazy import F, torch
 
 PATCHED = "_sdpa_original_forward"
 """Attribute holding the original bound forward on a patched module (also marks it as patched)."""

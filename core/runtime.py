@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import platform
 
-import torch
-
+from core.lazy import torch
 from core.models import select_device, select_dtype
 from core.settings import Settings, get_settings
 

@@ -12,10 +12,10 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
-import torch
 from PIL import Image
 
 from core.errors import InputError
+from core.lazy import torch
 from core.models import ModelCache, get_cache
 from core.registry import ModelSpec, get_spec, specs_for
 from core.render import NO_SEGMENT, colour_map, hex_colour, index_png, overlay, palette

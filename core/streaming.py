@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator
 from types import TracebackType
 from typing import Any
 
-import torch
+from core.lazy import torch
 
 SEED_LOCK = threading.Lock()
 STREAM_TIMEOUT_S = 300.0

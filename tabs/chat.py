@@ -16,7 +16,7 @@ from core.chat import ChatOptions
 from core.errors import InputError
 from core.images import load_image
 from core.settings import get_settings
-from tabs.components import SketchUpload, example_paths, image_input, on_gpu, user_errors
+from tabs.components import SketchUpload, example_paths, fill_on_page_load, image_input, on_gpu, user_errors
 
 DEFAULTS = ChatOptions()
 KIND_CHOICES = [
@@ -356,9 +356,14 @@ def timing_line(result: dict[str, Any] | None) -> str:
     return line + (f" · {result['new_tokens']} tokens" if result["done"] else " · writing…")
 
 
+def device_notice() -> str:
+    """What running the real model on this machine's CPU costs; nothing on a GPU."""
+    notice = core_chat.device_notice()
+    return f"ℹ️ {notice}" if notice else ""
+
+
 def build(chat_fn: ChatFn = chat_image) -> None:
     """Lay out the tab inside the current Blocks context."""
-    notice = core_chat.device_notice()
     shapes = gr.JSON(value=[], visible=False)
     history = gr.JSON(value=[], visible=False)
     example_marks = gr.JSON(value=None, visible=False)
@@ -434,8 +439,8 @@ def build(chat_fn: ChatFn = chat_image) -> None:
             clear_button = gr.Button("Clear marks", size="sm")
             gr.Markdown(HOW_TO)
         with gr.Column(scale=5):
-            if notice:
-                gr.Markdown(f"ℹ️ {notice}", elem_id="chat-notice")
+            notice = gr.Markdown(elem_id="chat-notice")
+            fill_on_page_load(notice, device_notice)
             chatbot = gr.Chatbot(label="ViP-LLaVA", height=460, elem_id="chat-bot", buttons=["copy"])
             question.render()
             with gr.Row():

@@ -18,6 +18,7 @@ from typing import Any, ClassVar, ParamSpec, TypeVar
 import gradio as gr
 from gradio.components.base import server
 from gradio.components.image_editor import AcceptBlobs, EditorData
+from gradio.context import Context
 from gradio.data_classes import ImageData
 from gradio.utils import get_upload_folder
 
@@ -270,3 +271,12 @@ def output_dir(prefix: str) -> Path:
             if old.stat().st_mtime < cutoff:
                 shutil.rmtree(old, ignore_errors=True)
     return Path(tempfile.mkdtemp(prefix=f"{prefix}-", dir=root))
+
+
+def fill_on_page_load(component: gr.components.Component, fn: Callable[[], Any]) -> None:
+    """Set `component` to `fn()` each time a page opens, rather than once when the app is built (so
+    building the page imports no torch and touches no GPU). Call it inside the Blocks being built."""
+    root = Context.root_block
+    if root is None:
+        raise RuntimeError("fill_on_page_load must be called while a gr.Blocks is being built")
+    root.load(fn, outputs=component, api_visibility="private", queue=False)
