@@ -14,7 +14,7 @@ import threading
 import weakref
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 from PIL import Image
@@ -24,6 +24,9 @@ from core.lazy import F, inference_mode, torch
 from core.models import LoadedModel, ModelCache, get_cache
 from core.registry import ModelSpec, get_spec, specs_for
 from core.settings import get_settings
+
+if TYPE_CHECKING:
+    from torch import Tensor
 
 TASK = "imagegpt"
 log = logging.getLogger(__name__)
@@ -112,7 +115,7 @@ class FastSampler:
         self,
         x: torch.Tensor,
         cache: list[tuple[torch.Tensor, torch.Tensor]],
-        attend: Callable[[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, float], torch.Tensor],
+        attend: Callable[[Tensor, Tensor, Tensor, Tensor, Tensor, float], Tensor],
     ) -> torch.Tensor:
         """The transformer blocks over `x` (B, L, E); `attend(q, k, v, keys, values, scale)` stores the new
         keys/values in the cache and attends; logits of the last position."""
@@ -137,7 +140,7 @@ class FastSampler:
             raise ValueError("several tokens at once only from position 0 (prefill)")
         end = start + length
 
-        def attend(q, k, v, keys, values, scale):  # type: ignore[no-untyped-def]
+        def attend(q: Tensor, k: Tensor, v: Tensor, keys: Tensor, values: Tensor, scale: float) -> Tensor:
             keys[:, :, start:end] = k
             values[:, :, start:end] = v
             causal = length > 1 and start == 0
@@ -155,7 +158,7 @@ class FastSampler:
         kernels at every position. Cache entries after `position` must hold finite values (zeros)."""
         visible = (torch.arange(self.positions, device=token.device) <= position).view(1, 1, 1, -1)
 
-        def attend(q, k, v, keys, values, scale):  # type: ignore[no-untyped-def]
+        def attend(q: Tensor, k: Tensor, v: Tensor, keys: Tensor, values: Tensor, scale: float) -> Tensor:
             keys.index_copy_(2, position, k)
             values.index_copy_(2, position, v)
             return F.scaled_dot_product_attention(q, keys, values, attn_mask=visible, scale=scale)

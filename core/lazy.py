@@ -12,7 +12,7 @@ from __future__ import annotations
 import functools
 import importlib
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 Fn = TypeVar("Fn", bound=Callable[..., Any])
 
@@ -47,7 +47,7 @@ def _lazy_decorator(make: Callable[[], Callable[[Fn], Fn]]) -> Callable[[Fn], Fn
                 wrapped = make()(function)
             return wrapped(*args, **kwargs)
 
-        return call  # type: ignore[return-value]
+        return cast(Fn, call)
 
     return decorate
 
