@@ -63,9 +63,6 @@ def build_demo(settings: Settings | None = None) -> gr.Blocks:
     return demo
 
 
-demo = build_demo()
-
-
 def launch_options(settings: Settings | None = None) -> dict[str, object]:
     """Keyword arguments for `launch()` shared by `main` and the tests."""
     settings = settings or get_settings()
@@ -80,12 +77,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--host", default=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"))
     parser.add_argument("--port", type=int, default=int(os.environ.get("GRADIO_SERVER_PORT", "7860")))
     args = parser.parse_args(argv)
-    app = demo
-    changes = {"PLAYGROUND_TINY": args.tiny and not get_settings().tiny, "PLAYGROUND_MCP": args.mcp}
-    if any(changes.values()):
-        os.environ.update({name: "1" for name, changed in changes.items() if changed})
+    flags = {"PLAYGROUND_TINY": args.tiny, "PLAYGROUND_MCP": args.mcp}
+    if any(flags.values()):
+        os.environ.update({name: "1" for name, given in flags.items() if given})
         reset_settings()
-        app = build_demo()
+    app = build_demo()
     app.launch(
         server_name=args.host,
         server_port=args.port,
@@ -100,3 +96,6 @@ def main(argv: list[str] | None = None) -> None:
 
 if __name__ == "__main__":
     main()
+else:  # `import app`, `gradio app.py`: the page as the environment configures it (`python app.py` builds
+    # it once in main(), after reading its flags)
+    demo = build_demo()

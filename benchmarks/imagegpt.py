@@ -3,6 +3,8 @@ weights (speed does not depend on weight values)."""
 
 from __future__ import annotations
 
+import functools
+
 import torch
 
 from benchmarks.common import Row, device_label, measure
@@ -26,48 +28,51 @@ def run(
     device: torch.device, dtype: torch.dtype, repeat: int, sizes: list[str], batches: list[int], tokens: int
 ) -> list[Row]:
     # On CUDA the sampler replays a recorded CUDA graph per step; the eager ("dynamic") sampler is
-    # measured too, so the rows show what the graph adds.
+    # measured too, so the rows show what the graph adds. Each model is built once, and `generate`
+    # timed once per batch size for the rows of every mode.
     modes = ["cuda-graph", "dynamic"] if device.type == "cuda" else ["dynamic"]
-    return [
-        bench(size, device, dtype, repeat, batch, tokens, mode) for size in sizes for batch in batches for mode in modes
-    ]
-
-
-def bench(size: str, device: torch.device, dtype: torch.dtype, repeat: int, batch: int, tokens: int, mode: str) -> Row:
-    model = build(size, device, dtype)
-    sampler = FastSampler(model, mode)
-    sos = model.config.vocab_size - 1
-    options = SamplingOptions(num_images=batch, top_k=40, seed=0)
-
-    def ours() -> None:
-        stream = sampler.stream(batch, options, device=device, every=tokens)
-        next(stream)
-        stream.close()
-
-    def reference() -> None:
-        with torch.inference_mode():
-            model.generate(
-                input_ids=torch.full((batch, 1), sos, device=device),
-                max_length=tokens + 1,
-                min_length=tokens + 1,
-                do_sample=True,
-                top_k=40,
-            )
-
     warmup = 0 if device.type == "cpu" else 1  # a CPU run of 1024 tokens is long enough to need no warm-up
-    ours_s, ours_peak = measure(ours, repeat, device, warmup)
-    reference_s, reference_peak = measure(reference, repeat, device, warmup)
-    if mode == "cuda-graph" and sampler.graph_error:
-        mode = f"cuda-graph failed, ran dynamic: {sampler.graph_error}"
-    return Row(
-        task="imagegpt sample",
-        model=f"{size} (random weights), sampler {mode}",
-        device=device_label(device, dtype),
-        batch=f"{batch} x {tokens} tokens",
-        ours_s=ours_s,
-        reference_s=reference_s,
-        reference="model.generate(do_sample, top_k=40)",
-        ours_peak_mb=ours_peak,
-        reference_peak_mb=reference_peak,
-        runs=repeat,
-    )
+    rows = []
+    for size in sizes:
+        model = build(size, device, dtype)
+        for batch in batches:
+            reference = functools.partial(generate, model, batch, tokens, device)
+            reference_s, reference_peak = measure(reference, repeat, device, warmup)
+            for mode in modes:
+                sampler = FastSampler(model, mode)
+                ours = functools.partial(sample, sampler, batch, tokens, device)
+                ours_s, ours_peak = measure(ours, repeat, device, warmup)
+                if mode == "cuda-graph" and sampler.graph_error:
+                    mode = f"cuda-graph failed, ran dynamic: {sampler.graph_error}"
+                rows.append(
+                    Row(
+                        task="imagegpt sample",
+                        model=f"{size} (random weights), sampler {mode}",
+                        device=device_label(device, dtype),
+                        batch=f"{batch} x {tokens} tokens",
+                        ours_s=ours_s,
+                        reference_s=reference_s,
+                        reference="model.generate(do_sample, top_k=40)",
+                        ours_peak_mb=ours_peak,
+                        reference_peak_mb=reference_peak,
+                        runs=repeat,
+                    )
+                )
+    return rows
+
+
+def sample(sampler: FastSampler, batch: int, tokens: int, device: torch.device) -> None:
+    stream = sampler.stream(batch, SamplingOptions(num_images=batch, top_k=40, seed=0), device=device, every=tokens)
+    next(stream)
+    stream.close()
+
+
+def generate(model: torch.nn.Module, batch: int, tokens: int, device: torch.device) -> None:
+    with torch.inference_mode():
+        model.generate(
+            input_ids=torch.full((batch, 1), model.config.vocab_size - 1, device=device),
+            max_length=tokens + 1,
+            min_length=tokens + 1,
+            do_sample=True,
+            top_k=40,
+        )

@@ -22,7 +22,7 @@ from core.lazy import torch
 from core.models import LoadedModel, ModelCache, ensure_tiny_model, get_cache, select_device, select_dtype
 from core.registry import ModelSpec, get_spec, specs_for
 from core.settings import Settings, get_settings
-from core.streaming import SEED_LOCK, GenerationStream
+from core.streaming import SEED_LOCK, GenerationStream, last
 from core.visual_prompts import Shape, draw
 
 TASK = "chat"
@@ -388,5 +388,4 @@ def chat(
     cache: ModelCache | None = None,
 ) -> ChatResult:
     """The final result of `stream_chat`."""
-    *_, result = stream_chat(image, shapes, question, history, options, model_key=model_key, cache=cache)
-    return result
+    return last(stream_chat(image, shapes, question, history, options, model_key=model_key, cache=cache))

@@ -7,14 +7,13 @@ the per-step bookkeeping of `generate` (logits processors, growing caches, outpu
 
 from __future__ import annotations
 
-import collections
 import logging
 import math
 import threading
 import weakref
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from PIL import Image
@@ -24,13 +23,13 @@ from core.lazy import F, inference_mode, torch
 from core.models import LoadedModel, ModelCache, get_cache
 from core.registry import ModelSpec, get_spec, specs_for
 from core.settings import get_settings
+from core.streaming import last
 
 if TYPE_CHECKING:
     from torch import Tensor
 
 TASK = "imagegpt"
 log = logging.getLogger(__name__)
-T = TypeVar("T")
 SIDE = 32
 MAX_IMAGES = 16
 
@@ -217,7 +216,7 @@ class FastSampler:
 
     def sample(self, batch: int, options: SamplingOptions, prefix: torch.Tensor | None = None) -> torch.Tensor:
         """All n_positions tokens of `batch` images."""
-        return _last(self.stream(batch, options, prefix, every=self.positions))
+        return last(self.stream(batch, options, prefix, every=self.positions))
 
 
 class _Stepper:
@@ -419,15 +418,10 @@ def complete_stream(
 
 
 def sample(model_key: str, options: SamplingOptions, *, cache: ModelCache | None = None) -> Samples:
-    return _last(sample_stream(model_key, options, cache=cache))
+    return last(sample_stream(model_key, options, cache=cache))
 
 
 def complete(
     image: Image.Image, model_key: str, kept_rows: int, options: SamplingOptions, *, cache: ModelCache | None = None
 ) -> Samples:
-    return _last(complete_stream(image, model_key, kept_rows, options, cache=cache))
-
-
-def _last(stream: Iterator[T]) -> T:
-    """The final item of a stream (the complete result)."""
-    return collections.deque(stream, maxlen=1).pop()
+    return last(complete_stream(image, model_key, kept_rows, options, cache=cache))

@@ -9,15 +9,22 @@ interleave their draws.
 
 from __future__ import annotations
 
+import collections
 import threading
 from collections.abc import Callable, Iterator
 from types import TracebackType
-from typing import Any
+from typing import Any, TypeVar
 
 from core.lazy import torch
 
 SEED_LOCK = threading.Lock()
 STREAM_TIMEOUT_S = 300.0
+T = TypeVar("T")
+
+
+def last(stream: Iterator[T]) -> T:
+    """The final item of a stream (its complete result), keeping none of the partial ones."""
+    return collections.deque(stream, maxlen=1).pop()
 
 
 class StopWhenClosed:

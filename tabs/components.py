@@ -23,7 +23,7 @@ from gradio.data_classes import ImageData
 from gradio.utils import get_upload_folder
 
 from core.errors import UserFacingError
-from core.models import get_cache, is_out_of_memory, release_memory
+from core.models import get_cache, is_out_of_memory
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
 log = logging.getLogger(__name__)
@@ -247,8 +247,7 @@ def user_errors(action: str) -> Callable[[Callable[P, R]], Callable[P, R]]:
                         raise
                 # out of memory: unload the idle models, free what can be freed, and try once more
                 log.warning("out of memory while trying to %s; unloading idle models and retrying", action)
-                get_cache().clear()
-                release_memory()
+                get_cache().clear()  # also returns the freed memory (release_memory)
                 return fn(*args, **kwargs)
 
         return wrapper

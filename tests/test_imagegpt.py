@@ -17,7 +17,6 @@ from core.imagegpt import (
     FastSampler,
     SamplingOptions,
     _GraphStep,
-    _last,
     _sample,
     clusters_of,
     complete,
@@ -30,6 +29,7 @@ from core.imagegpt import (
 )
 from core.images import load_image
 from core.models import get_cache
+from core.streaming import last
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
 MODEL = "imagegpt-small"
@@ -179,8 +179,8 @@ def test_graph_steps_match_dynamic_ones_for_interleaved_requests(
     prefix = expected[:, : 7 * SIDE]
     first, second = sampler.stream(2, options), sampler.stream(2, options, prefix)
     partial = next(first)  # two requests at once, each with its own graph and cache
-    assert torch.equal(_last(second), dynamic.sample(2, options, prefix))
-    assert torch.equal(partial, expected[:, :SIDE]) and torch.equal(_last(first), expected)
+    assert torch.equal(last(second), dynamic.sample(2, options, prefix))
+    assert torch.equal(partial, expected[:, :SIDE]) and torch.equal(last(first), expected)
     assert torch.equal(sampler.sample(3, options), dynamic.sample(3, options))
     assert sampler.graph_error is None
 
