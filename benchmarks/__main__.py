@@ -7,7 +7,11 @@ python -m benchmarks --quick               # fewer tokens and repeats, for a smo
 
 Benchmarks: startup (time from `python app.py` to answering), classify, segment, caption (against
 pipeline / generate, with the first call's load time), perceiver-flow (a tile and a frame pair),
-imagegpt (the sampler against generate).
+imagegpt (the sampler against generate), zero-shot (clip-italian: batched and cached image embeddings
+against one processor + model call per photo), inside (attention maps through the loaded model switched
+to eager for the call, against a second eager copy; classification right after), vqa (detector +
+VisualBERT, first and repeated question), serve (requests per second through the in-process core and Ray
+Serve replicas; needs requirements-serve.txt, so it runs only when asked for).
 """
 
 from __future__ import annotations
@@ -20,17 +24,20 @@ from pathlib import Path
 
 import torch
 
-from benchmarks import imagegpt, perceiver_flow, startup, tasks
+from benchmarks import imagegpt, inside, perceiver_flow, startup, tasks, vqa, zero_shot
 from benchmarks.common import Row, machine, markdown_table
 from core.settings import reset_settings
 
 RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
-BENCHMARKS = ["startup", "classify", "segment", "caption", "perceiver-flow", "imagegpt"]
+BENCHMARKS = ["startup", "classify", "segment", "caption", "perceiver-flow", "imagegpt", "zero-shot", "inside", "vqa"]
+ON_REQUEST = ["serve"]
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__.splitlines()[0])
-    parser.add_argument("--only", choices=BENCHMARKS, action="append", help="run only these benchmarks (repeatable)")
+    parser.add_argument(
+        "--only", choices=BENCHMARKS + ON_REQUEST, action="append", help="run only these benchmarks (repeatable)"
+    )
     parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
     parser.add_argument("--repeat", type=int, default=3, help="timed runs per measurement (median)")
     parser.add_argument("--quick", action="store_true", help="smaller workloads (not for recorded figures)")
@@ -55,10 +62,28 @@ def main(argv: list[str] | None = None) -> int:
         # one CPU run of 1024 tokens takes minutes (generate at batch 16: about 6), so one run each there
         runs = repeat if use_cuda else 1
         results["imagegpt"] = imagegpt.run(device, dtype, runs, sizes, batches=[1, 16], tokens=tokens)
+    if "inside" in only:
+        results["inside"] = inside.run(repeat)
+    if "vqa" in only:
+        # each full-size detection on a 2-core CPU takes a minute or more: one run each there
+        results["vqa"] = vqa.run(device, dtype, repeat if use_cuda else 1)
     if "perceiver-flow" in only:
         results["perceiver-flow"] = perceiver_flow.run(device, dtype, repeat, pair=not args.quick)
+    if "zero-shot" in only:
+        results["zero-shot"] = zero_shot.run(repeat)
 
     stamp = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    if "serve" in only:
+        from benchmarks import serve
+
+        rows = serve.run(requests=16 if args.quick else 48)
+        section = (
+            f"## serve on {machine()}\n\n{stamp}{' (quick)' if args.quick else ''}; /classify ({serve.MODEL}, "
+            f"full size, random weights) under load\n\n{serve.markdown(rows)}\n"
+        )
+        print(section)
+        if not args.no_record and not args.quick:
+            record(section, f"{device.type} serve")
     for name, rows in results.items():
         section = (
             f"## {name} on {machine()}\n\n{stamp}{' (quick)' if args.quick else ''}; "

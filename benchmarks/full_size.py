@@ -105,6 +105,25 @@ def _vit_gpt2(tiny: Any) -> Any:
     return config
 
 
+def _clip_italian(tiny: Any) -> Any:
+    """clip-italian/clip-italian: CLIP ViT-B/32 vision tower, BERT-base with dbmdz's 32102-token Italian
+    vocabulary, 512-wide projections (docs/checkpoints.md)."""
+    from transformers import BertConfig, CLIPVisionConfig, VisionTextDualEncoderConfig
+
+    vision = CLIPVisionConfig(
+        image_size=224,
+        patch_size=32,
+        hidden_size=768,
+        intermediate_size=3072,
+        num_hidden_layers=12,
+        num_attention_heads=12,
+    )
+    text = BertConfig(vocab_size=32102, max_position_embeddings=512, pad_token_id=tiny.text_config.pad_token_id)
+    return VisionTextDualEncoderConfig(
+        vision_config=vision, text_config=text, projection_dim=512, logit_scale_init_value=tiny.logit_scale_init_value
+    )
+
+
 FULL_SIZE: dict[str, ConfigBuilder] = {
     "beit-base-224": _beit(use_mean_pooling=True),
     "beit-base-224-22k": _beit(use_mean_pooling=True),
@@ -120,6 +139,7 @@ FULL_SIZE: dict[str, ConfigBuilder] = {
     "mask2former-swin-small-coco-panoptic": _mask2former_swin_small,
     "mask2former-swin-small-ade-semantic": _mask2former_swin_small,
     "vit-gpt2": _vit_gpt2,
+    "clip-italian": _clip_italian,
 }
 
 

@@ -8,7 +8,7 @@ import functools
 import torch
 
 from benchmarks.common import Row, device_label, measure
-from core.imagegpt import FastSampler, SamplingOptions
+from core.imagegpt_sampler import FastSampler, SamplingOptions
 
 SIZES = {
     "imagegpt-small": {"n_embd": 512, "n_layer": 24, "n_head": 8},

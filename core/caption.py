@@ -3,10 +3,12 @@
 preprocess (image processor) -> `model.generate` -> `tokenizer.batch_decode(skip_special_tokens=True)`,
 returning plain Python. Transformers 5 has no image-to-text pipeline, so generate is called directly.
 
-Decoding is greedy, beam search (an n-best list scored by `sequences_scores`: the sum of the token
-log-probabilities divided by the generated length ** length_penalty) or sampling (temperature and
-top-p; top-k is switched off so that only top-p filters). Seeded sampling
-generates under `core.streaming.SEED_LOCK`; streaming uses `core.streaming.GenerationStream`.
+Decoding is greedy, beam search (an n-best list scored by `sequences_scores`: the sum of the log-
+probabilities of the generated tokens, end token included, divided by their number ** length_penalty)
+or sampling (temperature and top-p; top-k is switched off so that only top-p filters). Every setting
+that changes the output is passed to `generate` (core.generation), so settings a checkpoint stores
+(TrOCR's beam search, n-gram blocking) never apply unseen; each result carries the effective settings.
+Seeded sampling generates under `core.streaming.SEED_LOCK`; streaming uses `core.streaming.GenerationStream`.
 """
 
 from __future__ import annotations
@@ -14,14 +16,17 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from PIL import Image
 
+from core import checks
+from core.backend import runs_in
 from core.errors import InputError
+from core.generation import effective_settings, explicit
 from core.lazy import torch
-from core.models import LoadedModel, ModelCache, get_cache
+from core.models import LoadedModel, ModelCache, load_for, ms
 from core.registry import ModelSpec, get_spec, specs_for
 from core.streaming import SEED_LOCK, GenerationStream
 
@@ -29,8 +34,8 @@ TASK = "caption"
 MODES = ("greedy", "beam", "sampling")
 MAX_NEW_TOKENS = 64
 MAX_BEAMS = 8
+MAX_LENGTH_PENALTY = 3.0
 MAX_BATCH_IMAGES = 16
-MAX_SEED = 2**31 - 1
 
 
 @dataclass(frozen=True)
@@ -44,50 +49,67 @@ class Decoding:
     temperature: float = 1.0
     top_p: float = 0.9
     seed: int = 0
+    length_penalty: float = 1.0
 
     def generate_kwargs(self, batch: bool = False) -> dict[str, Any]:
         """Keyword arguments for `model.generate` (a batch keeps only the best beam per image)."""
         kwargs: dict[str, Any] = {"max_new_tokens": self.max_new_tokens, "return_dict_in_generate": True}
         if self.mode == "beam":
             n_best = 1 if batch else self.n_best
-            return {
+            return explicit(
                 **kwargs,
-                "do_sample": False,
-                "num_beams": self.num_beams,
-                "num_return_sequences": n_best,
-                "output_scores": True,
-            }
+                do_sample=False,
+                num_beams=self.num_beams,
+                num_return_sequences=n_best,
+                length_penalty=self.length_penalty,
+                output_scores=True,
+            )
         if self.mode == "sampling":
-            return {
-                **kwargs,
-                "do_sample": True,
-                "num_beams": 1,
-                "temperature": self.temperature,
-                "top_p": self.top_p,
-                "top_k": 0,
-            }
-        return {**kwargs, "do_sample": False, "num_beams": 1}
+            return explicit(
+                **kwargs, do_sample=True, num_beams=1, temperature=self.temperature, top_p=self.top_p, top_k=0
+            )
+        return explicit(**kwargs, do_sample=False, num_beams=1)
 
 
 @dataclass(frozen=True)
 class Candidate:
     text: str
     score: float | None = None
-    """Beam search only: the length-normalised log-probability (`sequences_scores`)."""
+    """Beam search only (`sequences_scores`): the sum of the generated tokens' log-probabilities (end token
+    included) divided by their number ** length_penalty; with length penalty 1, the mean log-probability."""
 
 
 @dataclass
-class CaptionResult:
+class _Captioned:
+    """What every caption result says besides its captions: model, decoding, timings, device."""
+
     key: str
     name: str
     hub_id: str
     mode: str
-    candidates: list[Candidate]
-    """One caption (greedy, sampling) or the n-best list, best first (beam)."""
     preprocess_ms: float = 0.0
     generate_ms: float = 0.0
     load_ms: float | None = None
     device: str = "cpu"
+    generation: dict[str, Any] = field(default_factory=dict)
+    """The settings `generate` ran with (core.generation.REPORTED)."""
+
+    def _fields(self) -> dict[str, Any]:
+        return {
+            "model": self.key,
+            "model_name": self.name,
+            "hub_id": self.hub_id,
+            "mode": self.mode,
+            "timings_ms": {"preprocess": self.preprocess_ms, "generate": self.generate_ms, "load": self.load_ms},
+            "device": self.device,
+            "generation": self.generation,
+        }
+
+
+@dataclass(kw_only=True)
+class CaptionResult(_Captioned):
+    candidates: list[Candidate]
+    """One caption (greedy, sampling) or the n-best list, best first (beam)."""
     done: bool = True
     """False for the partial results of a stream."""
 
@@ -96,44 +118,19 @@ class CaptionResult:
         return self.candidates[0].text if self.candidates else ""
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-friendly: caption, candidates [{text, score}], model, mode, timings, device, done."""
-        return {
-            "caption": self.caption,
-            "candidates": [asdict(c) for c in self.candidates],
-            "model": self.key,
-            "model_name": self.name,
-            "hub_id": self.hub_id,
-            "mode": self.mode,
-            "timings_ms": {"preprocess": self.preprocess_ms, "generate": self.generate_ms, "load": self.load_ms},
-            "device": self.device,
-            "done": self.done,
-        }
+        """JSON-friendly: caption, candidates [{text, score}], model, mode, timings, device, generation, done."""
+        captions = {"caption": self.caption, "candidates": [asdict(c) for c in self.candidates]}
+        return {**captions, **self._fields(), "done": self.done}
 
 
-@dataclass
-class BatchCaptionResult:
-    key: str
-    name: str
-    hub_id: str
-    mode: str
+@dataclass(kw_only=True)
+class BatchCaptionResult(_Captioned):
     captions: list[Candidate]
     """One caption per image, in input order."""
-    preprocess_ms: float = 0.0
-    generate_ms: float = 0.0
-    load_ms: float | None = None
-    device: str = "cpu"
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-friendly: captions [{text, score}] in input order, model, mode, timings, device."""
-        return {
-            "captions": [asdict(c) for c in self.captions],
-            "model": self.key,
-            "model_name": self.name,
-            "hub_id": self.hub_id,
-            "mode": self.mode,
-            "timings_ms": {"preprocess": self.preprocess_ms, "generate": self.generate_ms, "load": self.load_ms},
-            "device": self.device,
-        }
+        """JSON-friendly: captions [{text, score}] in input order, model, mode, timings, device, generation."""
+        return {"captions": [asdict(c) for c in self.captions], **self._fields()}
 
 
 def caption_models() -> list[ModelSpec]:
@@ -145,27 +142,6 @@ def reads_one_line(key: str) -> bool:
     return get_spec(key, TASK).family == "TrOCR"
 
 
-def _whole(value: Any, what: str, low: int, high: int) -> int:
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, int | float)
-        or (isinstance(value, float) and not math.isfinite(value))
-        or value != int(value)
-    ):
-        raise InputError(f"{what} must be a whole number from {low} to {high}.")
-    if not low <= value <= high:
-        raise InputError(f"{what} must be from {low} to {high}, not {int(value)}.")
-    return int(value)
-
-
-def _positive(value: Any, what: str, high: float) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        raise InputError(f"{what} must be a number above 0 and at most {high:g}.")
-    if not 0 < value <= high:
-        raise InputError(f"{what} must be above 0 and at most {high:g}, not {value:g}.")
-    return float(value)
-
-
 def validate_decoding(
     mode: Any = "greedy",
     max_new_tokens: Any = 20,
@@ -174,22 +150,23 @@ def validate_decoding(
     temperature: Any = 1.0,
     top_p: Any = 0.9,
     seed: Any = 0,
+    length_penalty: Any = 1.0,
 ) -> Decoding:
     """Check every decoding setting (also those another mode uses); raise InputError if one is unusable."""
-    if mode not in MODES:
-        raise InputError(f"Decoding must be one of {', '.join(MODES)}, not {str(mode)[:40]!r}.")
-    beams = _whole(num_beams, "Number of beams", 1, MAX_BEAMS)
-    best = _whole(n_best, "Number of captions (n-best)", 1, MAX_BEAMS)
+    mode = checks.choice(mode, "decoding", MODES)
+    beams = checks.whole(num_beams, "Number of beams", 1, MAX_BEAMS)
+    best = checks.whole(n_best, "Number of captions (n-best)", 1, MAX_BEAMS)
     if best > beams:
         raise InputError(f"Beam search with {beams} beams can return at most {beams} captions, not {best}.")
     return Decoding(
         mode=mode,
-        max_new_tokens=_whole(max_new_tokens, "Max new tokens", 1, MAX_NEW_TOKENS),
+        max_new_tokens=checks.whole(max_new_tokens, "Max new tokens", 1, MAX_NEW_TOKENS),
         num_beams=beams,
         n_best=best,
-        temperature=_positive(temperature, "Temperature", 2.0),
-        top_p=_positive(top_p, "Top-p", 1.0),
-        seed=_whole(seed, "Seed", 0, MAX_SEED),
+        length_penalty=checks.number(length_penalty, "Length penalty", -MAX_LENGTH_PENALTY, MAX_LENGTH_PENALTY),
+        temperature=checks.number(temperature, "Temperature", 0, 2.0, low_open=True),
+        top_p=checks.number(top_p, "Top-p", 0, 1.0, low_open=True),
+        seed=checks.seed(seed),
     )
 
 
@@ -226,16 +203,6 @@ def _candidates(loaded: LoadedModel, output: Any) -> list[Candidate]:
     return [Candidate(text, float(score)) for text, score in zip(texts, scores.float().tolist(), strict=True)]
 
 
-def _ms(seconds: float) -> float:
-    return round(seconds * 1000, 2)
-
-
-def _load(key: str, cache: ModelCache | None) -> tuple[LoadedModel, float | None]:
-    get_spec(key, TASK)
-    loaded, was_loaded = (cache or get_cache()).get(key)
-    return loaded, _ms(loaded.load_seconds) if was_loaded else None
-
-
 def _timed_candidates(
     loaded: LoadedModel, images: Sequence[Image.Image], decoding: Decoding, batch: bool
 ) -> tuple[list[Candidate], dict[str, Any]]:
@@ -243,7 +210,8 @@ def _timed_candidates(
     start = time.perf_counter()
     pixels = pixel_values(loaded, images)
     preprocessed = time.perf_counter()
-    output = _generate(loaded, pixels, decoding, **decoding.generate_kwargs(batch=batch))
+    kwargs = decoding.generate_kwargs(batch=batch)
+    output = _generate(loaded, pixels, decoding, **kwargs)
     done = time.perf_counter()
     spec = loaded.spec
     fields = {
@@ -251,9 +219,10 @@ def _timed_candidates(
         "name": spec.name,
         "hub_id": spec.hub_id,
         "mode": decoding.mode,
-        "preprocess_ms": _ms(preprocessed - start),
-        "generate_ms": _ms(done - preprocessed),
+        "preprocess_ms": ms(preprocessed - start),
+        "generate_ms": ms(done - preprocessed),
         "device": str(loaded.device),
+        "generation": effective_settings(loaded.model, kwargs),
     }
     return _candidates(loaded, output), fields
 
@@ -264,17 +233,19 @@ def caption_loaded(image: Image.Image, loaded: LoadedModel, decoding: Decoding) 
     return CaptionResult(candidates=candidates, **fields)
 
 
+@runs_in("caption")
 def caption(
     image: Image.Image, model_key: str, decoding: Decoding | None = None, *, cache: ModelCache | None = None
 ) -> CaptionResult:
     """Caption an RGB image with a registry model, loading it on first use."""
     decoding = decoding or Decoding()
-    loaded, load_ms = _load(model_key, cache)
+    loaded, load_ms = load_for(model_key, TASK, cache)
     result = caption_loaded(image, loaded, decoding)
     result.load_ms = load_ms
     return result
 
 
+@runs_in("caption")
 def caption_batch(
     images: Sequence[Image.Image],
     model_key: str,
@@ -290,11 +261,12 @@ def caption_batch(
         raise InputError("Add at least one image.")
     if len(images) > MAX_BATCH_IMAGES:
         raise InputError(f"Caption at most {MAX_BATCH_IMAGES} images at once, not {len(images)}.")
-    loaded, load_ms = _load(model_key, cache)
+    loaded, load_ms = load_for(model_key, TASK, cache)
     captions, fields = _timed_candidates(loaded, images, decoding, batch=True)
     return BatchCaptionResult(captions=captions, load_ms=load_ms, **fields)
 
 
+@runs_in("caption")
 def stream_caption(
     image: Image.Image, model_key: str, decoding: Decoding | None = None, *, cache: ModelCache | None = None
 ) -> Iterator[CaptionResult]:
@@ -303,13 +275,14 @@ def stream_caption(
     decoding = decoding or Decoding()
     if decoding.mode == "beam":
         raise InputError("Beam search cannot stream: the best beam is only known at the end.")
-    loaded, load_ms = _load(model_key, cache)
+    loaded, load_ms = load_for(model_key, TASK, cache)
     spec = loaded.spec
     start = time.perf_counter()
     pixels = pixel_values(loaded, [image])
     preprocessed = time.perf_counter()
+    settings = decoding.generate_kwargs()
     stream = GenerationStream(
-        lambda **kwargs: _generate(loaded, pixels, decoding, **kwargs, **decoding.generate_kwargs()),
+        lambda **kwargs: _generate(loaded, pixels, decoding, **kwargs, **settings),
         tokenizer_of(loaded),
         name=f"caption-{spec.key}",
     )
@@ -319,9 +292,10 @@ def stream_caption(
         hub_id=spec.hub_id,
         mode=decoding.mode,
         candidates=[],
-        preprocess_ms=_ms(preprocessed - start),
+        preprocess_ms=ms(preprocessed - start),
         load_ms=load_ms,
         device=str(loaded.device),
+        generation=effective_settings(loaded.model, settings),
         done=False,
     )
     with stream:
@@ -329,12 +303,12 @@ def stream_caption(
         for piece in stream:
             text += piece
             if piece.strip():
-                elapsed = _ms(time.perf_counter() - preprocessed)
+                elapsed = ms(time.perf_counter() - preprocessed)
                 yield replace(partial, candidates=[Candidate(text.strip())], generate_ms=elapsed)
     yield replace(
         partial,
         candidates=_candidates(loaded, stream.output),
-        generate_ms=_ms(time.perf_counter() - preprocessed),
+        generate_ms=ms(time.perf_counter() - preprocessed),
         done=True,
     )
 
@@ -342,16 +316,10 @@ def stream_caption(
 def crop_band(image: Image.Image, top_percent: Any, bottom_percent: Any) -> Image.Image:
     """The horizontal band of an RGB image between two heights given in percent (0 = top edge,
     100 = bottom edge): a way to hand TrOCR a single line of a page."""
-    top = _percent(top_percent, "Top of the line")
-    bottom = _percent(bottom_percent, "Bottom of the line")
+    top = checks.number(top_percent, "Top of the line (%)", 0, 100)
+    bottom = checks.number(bottom_percent, "Bottom of the line (%)", 0, 100)
     if bottom <= top:
         raise InputError("The bottom of the line must be below its top.")
     upper = math.floor(image.height * top / 100)
     lower = max(upper + 1, math.ceil(image.height * bottom / 100))
     return image.crop((0, upper, image.width, min(lower, image.height)))
-
-
-def _percent(value: Any, what: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 100:
-        raise InputError(f"{what} must be a percentage from 0 to 100.")
-    return float(value)

@@ -8,18 +8,26 @@ the next "###") -> decode, returning plain Python.
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
-from pathlib import Path
 from typing import Any
 
 from PIL import Image
 
+from core import chat_memory, checks
+from core.backend import runs_in
+from core.chat_memory import available_bytes, check_memory
 from core.errors import InputError, ModelUnavailableError
+from core.generation import explicit
 from core.lazy import torch
-from core.models import LoadedModel, ModelCache, ensure_tiny_model, get_cache, select_device, select_dtype
+from core.models import (
+    LoadedModel,
+    ModelCache,
+    get_cache,
+    load_for,
+    ms,
+)
 from core.registry import ModelSpec, get_spec, specs_for
 from core.settings import Settings, get_settings
 from core.streaming import SEED_LOCK, GenerationStream, last
@@ -38,9 +46,6 @@ PAD_COLOR = (122, 116, 104)
 """CLIP's mean colour (0.481, 0.458, 0.408) × 255, as LLaVA's `expand2square` pads."""
 MAX_TURNS = 20
 MAX_ANSWER_CHARS = 20_000
-MAX_SEED = 2**31 - 1
-MEMORY_MARGIN = 1.2
-"""Weights times this: room for activations, the key/value cache and the processor."""
 
 History = list[tuple[str, str]]
 
@@ -76,23 +81,17 @@ class ChatOptions:
     seed: int = 0
 
     def generate_kwargs(self) -> dict[str, Any]:
+        """Every setting that changes the answer (core.generation), so none stored in the checkpoint applies."""
         if self.temperature == 0:
-            return {"max_new_tokens": self.max_new_tokens, "do_sample": False}
-        return {
-            "max_new_tokens": self.max_new_tokens,
-            "do_sample": True,
-            "temperature": self.temperature,
-            "top_p": self.top_p,
-            "top_k": 0,
-        }
-
-
-def _number(value: Any, what: str, low: float, high: float, whole: bool = False) -> float:
-    bad = isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value)
-    if bad or (whole and value != int(value)) or not low <= value <= high:
-        kind = "a whole number" if whole else "a number"
-        raise InputError(f"{what} must be {kind} from {low:g} to {high:g}.")
-    return int(value) if whole else float(value)
+            return explicit(max_new_tokens=self.max_new_tokens, do_sample=False, num_beams=1)
+        return explicit(
+            max_new_tokens=self.max_new_tokens,
+            do_sample=True,
+            num_beams=1,
+            temperature=self.temperature,
+            top_p=self.top_p,
+            top_k=0,
+        )
 
 
 def validate_options(
@@ -105,14 +104,11 @@ def validate_options(
 ) -> ChatOptions:
     """Check the decoding settings; raise InputError for one the model cannot use."""
     limit = (settings or get_settings()).chat_max_new_tokens
-    top_p = _number(top_p, "Top-p", 0, 1)
-    if top_p == 0:
-        raise InputError("Top-p must be above 0.")
     return ChatOptions(
-        temperature=_number(temperature, "Temperature", 0, 2),
-        top_p=top_p,
-        max_new_tokens=int(_number(max_new_tokens, "Max new tokens", 1, limit, whole=True)),
-        seed=int(_number(seed, "Seed", 0, MAX_SEED, whole=True)),
+        temperature=checks.number(temperature, "Temperature", 0, 2),
+        top_p=checks.number(top_p, "Top-p", 0, 1, low_open=True),
+        max_new_tokens=checks.whole(max_new_tokens, "Max new tokens", 1, limit),
+        seed=checks.seed(seed),
     )
 
 
@@ -154,95 +150,6 @@ def model_view(image: Image.Image, shapes: Sequence[Shape] = ()) -> Image.Image:
     return square.resize((MODEL_SIDE, MODEL_SIDE), Image.Resampling.BICUBIC)
 
 
-# --- memory -----------------------------------------------------------------------------------------
-
-
-def _weight_files(spec: ModelSpec, settings: Settings) -> list[Path]:
-    if settings.tiny:
-        return sorted(ensure_tiny_model(spec, settings).glob("*.safetensors"))
-    try:
-        from huggingface_hub import snapshot_download
-
-        folder = snapshot_download(spec.hub_id, allow_patterns=["*.safetensors"], local_files_only=True)
-    except Exception:
-        return []
-    return sorted(Path(folder).glob("*.safetensors"))
-
-
-def parameter_count(spec: ModelSpec, settings: Settings | None = None) -> int:
-    """Parameters of the weights on disk (safetensors headers; in tiny mode the tiny model is built
-    first), or the registry's figure when a checkpoint is not downloaded yet."""
-    from safetensors import safe_open
-
-    files = _weight_files(spec, settings or get_settings())
-    if not files:
-        return int(spec.params_millions * 1e6)
-    total = 0
-    for file in files:
-        with safe_open(str(file), framework="pt") as weights:
-            total += sum(math.prod(weights.get_slice(name).get_shape()) for name in weights.keys())  # noqa: SIM118
-    return total
-
-
-def four_bit(settings: Settings) -> bool:
-    """Whether the chat model loads with 4-bit weights (PLAYGROUND_CHAT_4BIT=1, on CUDA only)."""
-    return settings.chat_4bit and select_device(settings).type == "cuda"
-
-
-def required_bytes(spec: ModelSpec, settings: Settings | None = None) -> int:
-    """Memory needed to load and run `spec` on the configured device and dtype."""
-    settings = settings or get_settings()
-    device = select_device(settings)
-    per_parameter = 0.6 if four_bit(settings) else select_dtype(device, settings).itemsize
-    return int(parameter_count(spec, settings) * per_parameter * MEMORY_MARGIN)
-
-
-def available_bytes(settings: Settings | None = None) -> int:
-    """Free GPU memory on CUDA, available RAM on the CPU."""
-    device = select_device(settings or get_settings())
-    if device.type == "cuda":
-        return int(torch.cuda.mem_get_info(device)[0])
-    import psutil
-
-    return int(psutil.virtual_memory().available)
-
-
-def _gb(nbytes: float) -> str:
-    return f"{nbytes / 1e9:.1f} GB" if nbytes < 10e9 else f"{nbytes / 1e9:.0f} GB"
-
-
-def check_memory(spec: ModelSpec, settings: Settings | None = None, available: int | None = None) -> None:
-    """Refuse with a clear message, before loading, when the model will not fit."""
-    settings = settings or get_settings()
-    needed = required_bytes(spec, settings)
-    free = available_bytes(settings) if available is None else available
-    if needed <= free:
-        return
-    if select_device(settings).type == "cuda":
-        hint = "" if settings.chat_4bit else " Set PLAYGROUND_CHAT_4BIT=1 to load it with 4-bit weights (bitsandbytes)."
-        where = "GPU memory"
-    else:
-        hint = " Run it on a GPU (float16), or start the app in tiny mode (PLAYGROUND_TINY=1) to try it."
-        where = "RAM"
-    raise ModelUnavailableError(
-        f"{spec.name} needs about {_gb(needed)} of {where}, and only {_gb(free)} is free.{hint}"
-    )
-
-
-def device_notice(model_key: str = DEFAULT_MODEL, settings: Settings | None = None) -> str | None:
-    """What running the real model on this machine's CPU costs (None on a GPU)."""
-    settings = settings or get_settings()
-    if select_device(settings).type == "cuda":
-        return None
-    spec = get_spec(model_key, TASK)
-    fp32 = spec.params_millions * 1e6 * 4
-    return (
-        f"{spec.name} needs about {_gb(fp32)} of RAM in float32 on the CPU and answers slowly (tens of seconds "
-        f"per answer); on a GPU it runs in float16 (about {_gb(fp32 / 2)} of GPU memory, or about "
-        f"{_gb(fp32 / 6)} with PLAYGROUND_CHAT_4BIT=1)."
-    )
-
-
 # --- chat -------------------------------------------------------------------------------------------
 
 
@@ -260,11 +167,16 @@ class ChatResult:
     generate_ms: float = 0.0
     load_ms: float | None = None
     new_tokens: int = 0
+    prompt_tokens: int = 0
+    """Tokens the model reads before it writes: the image's 576 and the prompt's."""
+    weights: str = ""
+    """The form the model runs in ("float32", "int8 weights (vision tower in float32)", ...)."""
     done: bool = True
     """False for the partial results of a stream."""
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-friendly: answer, question, history [[q, a]], prompt, shapes, model, device, timings, done."""
+        """JSON-friendly: answer, question, history [[q, a]], prompt, shapes, model, device, weights, token
+        counts, timings, done."""
         return {
             "answer": self.answer,
             "question": self.question,
@@ -273,14 +185,12 @@ class ChatResult:
             "shapes": [shape.to_dict() for shape in self.shapes],
             "model": self.key,
             "device": self.device,
+            "weights": self.weights,
+            "prompt_tokens": self.prompt_tokens,
             "new_tokens": self.new_tokens,
             "timings_ms": {"preprocess": self.preprocess_ms, "generate": self.generate_ms, "load": self.load_ms},
             "done": self.done,
         }
-
-
-def _ms(seconds: float) -> float:
-    return round(seconds * 1000, 2)
 
 
 def _load(model_key: str, cache: ModelCache | None) -> tuple[LoadedModel, float | None]:
@@ -289,8 +199,40 @@ def _load(model_key: str, cache: ModelCache | None) -> tuple[LoadedModel, float 
     if model_key not in cache.loaded_keys():
         # the cache unloads the other models if memory runs out while loading
         check_memory(spec, available=available_bytes() + cache.total_bytes())
-    loaded, was_loaded = cache.get(model_key)
-    return loaded, _ms(loaded.load_seconds) if was_loaded else None
+    loaded, load_ms = load_for(model_key, TASK, cache)
+    complete_processor(loaded.processor, loaded.model.config)
+    return loaded, load_ms
+
+
+def complete_processor(processor: Any, config: Any) -> None:
+    """Fill the fields that processor files saved by older transformers versions lack, from the model's
+    config: without `patch_size` transformers 5 cannot count the image tokens, and without
+    `vision_feature_select_strategy` and `num_additional_image_tokens` it inserts one too few.
+    ViP-LLaVA reads every patch feature of its CLIP tower without the class token ("default")."""
+    vision = config.vision_config
+    if processor.patch_size is None:
+        processor.patch_size = vision.patch_size
+    if processor.vision_feature_select_strategy is None:
+        processor.vision_feature_select_strategy = getattr(config, "vision_feature_select_strategy", "default")
+    if processor.num_additional_image_tokens == 0 and vision.model_type == "clip_vision_model":
+        processor.num_additional_image_tokens = 1  # CLIP's class token, dropped again by "default"
+
+
+def image_feature_count(config: Any) -> int:
+    """How many image features the model puts in place of the image tokens: one per patch."""
+    vision = config.vision_config
+    return (vision.image_size // vision.patch_size) ** 2
+
+
+def check_image_tokens(input_ids: torch.Tensor, config: Any) -> None:
+    """The prompt must hold exactly one image token per image feature, or generate fails deep inside."""
+    found = int((input_ids == config.image_token_index).sum())
+    expected = image_feature_count(config)
+    if found != expected:
+        raise ModelUnavailableError(
+            f"The processor put {found} image tokens in the prompt, but the model makes {expected} image features: "
+            "its processor files do not match the model (patch size, feature selection strategy or extra tokens)."
+        )
 
 
 def _inputs(loaded: LoadedModel, view: Image.Image, prompt: str, options: ChatOptions) -> dict[str, torch.Tensor]:
@@ -303,6 +245,7 @@ def _inputs(loaded: LoadedModel, view: Image.Image, prompt: str, options: ChatOp
             f"{options.max_new_tokens} new ones; it reads at most {config.max_position_embeddings}). "
             "Clear the chat or ask for fewer new tokens."
         )
+    check_image_tokens(inputs["input_ids"], loaded.model.config)
     inputs["pixel_values"] = inputs["pixel_values"].to(loaded.dtype)
     return {name: value.to(loaded.device) for name, value in inputs.items()}
 
@@ -319,6 +262,7 @@ def _generate(loaded: LoadedModel, inputs: dict[str, torch.Tensor], options: Cha
             return loaded.model.generate(**inputs, **kwargs)
 
 
+@runs_in("chat")
 def stream_chat(
     image: Image.Image,
     shapes: Sequence[Shape],
@@ -349,10 +293,13 @@ def stream_chat(
         key=loaded.spec.key,
         device=str(loaded.device),
         shapes=list(shapes),
-        preprocess_ms=_ms(preprocessed - start),
+        preprocess_ms=ms(preprocessed - start),
         load_ms=load_ms,
+        prompt_tokens=prompt_length,
+        weights=chat_memory.form_name(loaded),
         done=False,
     )
+    yield partial  # the long first step (reading the image and the prompt) starts: say so
     tokenizer = loaded.processor.tokenizer
     stream = GenerationStream(
         lambda **kwargs: _generate(loaded, inputs, options, **kwargs), tokenizer, name=f"chat-{model_key}"
@@ -364,14 +311,14 @@ def stream_chat(
             answer = clean_answer(text)
             if answer != shown:
                 shown = answer
-                yield replace(partial, answer=answer, generate_ms=_ms(time.perf_counter() - preprocessed))
+                yield replace(partial, answer=answer, generate_ms=ms(time.perf_counter() - preprocessed))
     new_tokens = stream.output[0, prompt_length:]
     answer = clean_answer(tokenizer.decode(new_tokens, skip_special_tokens=True))
     yield replace(
         partial,
         answer=answer,
         history=[*history, (question, answer)],
-        generate_ms=_ms(time.perf_counter() - preprocessed),
+        generate_ms=ms(time.perf_counter() - preprocessed),
         new_tokens=int(new_tokens.numel()),
         done=True,
     )

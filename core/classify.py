@@ -1,24 +1,26 @@
-"""Image classification with one or several registry models: preprocess -> forward -> postprocess."""
+"""Image classification with one or several registry models: preprocess -> forward -> postprocess,
+the shape of transformers' image-classification pipeline, returning plain Python."""
 
 from __future__ import annotations
 
-import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from PIL import Image
 
+from core import checks
+from core.backend import runs_in
 from core.errors import InputError
 from core.lazy import torch
 from core.models import LoadedModel, ModelCache, get_cache
+from core.progress import ProgressFn
 from core.registry import ModelSpec, get_spec, specs_for
 from core.settings import get_settings
 
 TASK = "classify"
 MAX_TOP_K = 20
-ProgressFn = Callable[[float, str], None]
 
 
 @dataclass(frozen=True)
@@ -77,22 +79,47 @@ def validate_request(model_keys: Sequence[str] | str | None, top_k: Any) -> tupl
     limit = get_settings().max_models_per_request
     if len(specs) > limit:
         raise InputError(f"Choose at most {limit} models at once.")
-    if (
-        isinstance(top_k, bool)
-        or not isinstance(top_k, int | float)
-        or (isinstance(top_k, float) and not math.isfinite(top_k))
-        or top_k != int(top_k)
-    ):
-        raise InputError(f"Top-k must be a whole number from 1 to {MAX_TOP_K}.")
-    if not 1 <= top_k <= MAX_TOP_K:
-        raise InputError(f"Top-k must be from 1 to {MAX_TOP_K}, not {top_k}.")
-    return specs, int(top_k)
+    return specs, checks.whole(top_k, "Top-k", 1, MAX_TOP_K)
 
 
-def _top_predictions(logits: torch.Tensor, id2label: dict[int, str], top_k: int) -> list[Prediction]:
+def output_labels(config: Any) -> list[str]:
+    """The label of each output of a classifier, in order. A config's id2label normally has the keys
+    0..n-1; BEiT's ImageNet-22k checkpoint keeps the keys of the 21,843-class list after deleting two of
+    them (docs/checkpoints.md), so output i is the label of the i-th key."""
+    id2label = config.id2label
+    return [id2label[key] for key in sorted(id2label)]
+
+
+def preprocess(
+    loaded: LoadedModel, image: Image.Image, shared_inputs: dict[str, torch.Tensor]
+) -> tuple[torch.Tensor, bool]:
+    """The processor's pixel values for `image`, and whether they were reused: `shared_inputs` keeps
+    them by the processor's settings, for the other models configured alike."""
+    signature = loaded.processor.to_json_string()
+    reused = signature in shared_inputs
+    if not reused:
+        shared_inputs[signature] = loaded.processor(images=image, return_tensors="pt")["pixel_values"]
+    return shared_inputs[signature], reused
+
+
+def forward(loaded: LoadedModel, pixel_values: torch.Tensor) -> Any:
+    with torch.inference_mode():
+        return loaded.model(pixel_values=pixel_values.to(loaded.device, loaded.dtype))
+
+
+def postprocess(loaded: LoadedModel, outputs: Any, top_k: int) -> tuple[list[Prediction], dict[str, list[Prediction]]]:
+    """Top-k (label, probability) of the main logits, and of each extra head (LeViT's class and
+    distillation heads, whose mean is the main prediction)."""
+    labels = output_labels(loaded.model.config)
+    predictions = _top_predictions(outputs.logits[0], labels, top_k)
+    heads = {name: _top_predictions(getattr(outputs, attr)[0], labels, top_k) for attr, name in loaded.spec.heads}
+    return predictions, ({"mean of both heads": predictions, **heads} if heads else {})
+
+
+def _top_predictions(logits: torch.Tensor, labels: Sequence[str], top_k: int) -> list[Prediction]:
     probabilities = logits.float().softmax(dim=-1)
     scores, indices = probabilities.topk(min(top_k, probabilities.shape[-1]))
-    return [Prediction(id2label[int(i)], float(s)) for s, i in zip(scores.tolist(), indices.tolist(), strict=True)]
+    return [Prediction(labels[i], float(s)) for s, i in zip(scores.tolist(), indices.tolist(), strict=True)]
 
 
 def classify_loaded(
@@ -100,22 +127,13 @@ def classify_loaded(
 ) -> ModelResult:
     """Classify one RGB image with one loaded model. Pixel values are reused from (and stored in)
     `shared_inputs` for models whose image processors are configured identically."""
-    spec, model = loaded.spec, loaded.model
-    start = time.perf_counter()
+    spec = loaded.spec
     shared_inputs = {} if shared_inputs is None else shared_inputs
-    signature = loaded.processor.to_json_string()
-    reused = signature in shared_inputs
-    if not reused:
-        shared_inputs[signature] = loaded.processor(images=image, return_tensors="pt")["pixel_values"]
-    pixel_values = shared_inputs[signature]
+    start = time.perf_counter()
+    pixel_values, reused = preprocess(loaded, image, shared_inputs)
     preprocessed = time.perf_counter()
-    with torch.inference_mode():
-        outputs = model(pixel_values=pixel_values.to(loaded.device, loaded.dtype))
-        id2label = model.config.id2label
-        predictions = _top_predictions(outputs.logits[0], id2label, top_k)
-        heads = {name: _top_predictions(getattr(outputs, attr)[0], id2label, top_k) for attr, name in spec.heads}
-    if heads:
-        heads = {"mean of both heads": predictions, **heads}
+    outputs = forward(loaded, pixel_values)
+    predictions, heads = postprocess(loaded, outputs, top_k)
     done = time.perf_counter()
     return ModelResult(
         key=spec.key,
@@ -160,6 +178,7 @@ def agreement_summary(results: Sequence[ModelResult]) -> str:
     return f"{lead}: " + "; ".join(parts) + "." + shared_note
 
 
+@runs_in("classify")
 def classify(
     image: Image.Image,
     model_keys: Sequence[str] | str,

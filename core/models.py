@@ -15,19 +15,19 @@ import time
 import zlib
 from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from core.errors import ModelUnavailableError
 from core.lazy import no_grad, torch
-from core.registry import ModelSpec, get_spec
+from core.registry import REGISTRY, ModelSpec, get_spec
 from core.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
 _IMPORT_LOCK = threading.Lock()
 
-TINY_FORMAT_VERSION = 1
+TINY_FORMAT_VERSION = 2
 _TINY_MARKER = "tiny-model.json"
 
 
@@ -41,6 +41,8 @@ class LoadedModel:
     nbytes: int
     load_seconds: float
     tokenizer: Any = None
+    labels: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    """Name lists of `spec.label_files` by file stem ("objects", "answers"; core/label_files.py)."""
 
 
 def select_device(settings: Settings) -> torch.device:
@@ -58,14 +60,20 @@ def select_dtype(device: torch.device, settings: Settings) -> torch.dtype:
     return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
 
 
+def model_class_of(spec: ModelSpec) -> Any:
+    """The class that builds and loads `spec`: a transformers class, or one of this project's
+    (`spec.model_module`) with the same from_pretrained / save_pretrained."""
+    import importlib
+
+    return getattr(importlib.import_module(spec.model_module or "transformers"), spec.model_class)
+
+
 def tiny_model_dir(spec: ModelSpec, settings: Settings) -> Path:
     return settings.tiny_dir / f"v{TINY_FORMAT_VERSION}" / spec.slug
 
 
 def ensure_tiny_model(spec: ModelSpec, settings: Settings) -> Path:
     """Build and save the tiny random model of `spec` once; later calls reuse the saved folder."""
-    import transformers
-
     target = tiny_model_dir(spec, settings)
     if (target / _TINY_MARKER).exists():
         return target
@@ -73,8 +81,10 @@ def ensure_tiny_model(spec: ModelSpec, settings: Settings) -> Path:
     staging = Path(tempfile.mkdtemp(prefix=f".{spec.slug}-", dir=target.parent))
     try:
         config, *preprocessors = spec.build_tiny()
-        model = getattr(transformers, spec.model_class)(config)
+        model = model_class_of(spec)(config)
         _spread_random_weights(model, seed=zlib.crc32(spec.key.encode()))
+        if hasattr(model, "settle_random_weights"):  # a project model whose random weights need settling
+            model.settle_random_weights()
         model.save_pretrained(staging)
         for preprocessor in preprocessors:
             preprocessor.save_pretrained(staging)
@@ -94,10 +104,11 @@ def ensure_tiny_model(spec: ModelSpec, settings: Settings) -> Path:
 def _spread_random_weights(model: torch.nn.Module, seed: int) -> None:
     """Redraw every weight at a variance-preserving scale. The library's initialisation (small
     normals, zero biases, identity norms) makes a tiny untrained network answer the same for every
-    image; these weights keep its outputs input-dependent. Still random: nothing is trained."""
+    image; these weights keep its outputs input-dependent. Still random: nothing is trained. A scalar
+    parameter (a contrastive model's logit scale) keeps the value its config gives it."""
     generator = torch.Generator().manual_seed(seed)
     for name, param in model.named_parameters():
-        if not param.is_floating_point():
+        if not param.is_floating_point() or param.dim() == 0:
             continue
         if param.dim() >= 2:
             std = (param.numel() // param.shape[0]) ** -0.5
@@ -129,58 +140,91 @@ def _unavailable_message(spec: ModelSpec, error: BaseException) -> str:
     return f"Could not load {what}: {type(error).__name__}: {str(error)[:200]}"
 
 
-def quantization_kwargs(spec: ModelSpec, settings: Settings) -> dict[str, Any]:
-    """`from_pretrained` arguments for 4-bit weights (bitsandbytes): the chat model on CUDA with
-    PLAYGROUND_CHAT_4BIT=1; nothing otherwise."""
-    device = select_device(settings)
-    if not (settings.chat_4bit and spec.task == "chat" and device.type == "cuda"):
-        return {}
-    try:
-        import bitsandbytes  # noqa: F401
-    except ImportError:
-        raise ModelUnavailableError(
-            "PLAYGROUND_CHAT_4BIT=1 needs the bitsandbytes package (pip install bitsandbytes, CUDA only); "
-            "install it or unset PLAYGROUND_CHAT_4BIT."
-        ) from None
-    from transformers import BitsAndBytesConfig
+LoadOptions = Callable[[ModelSpec, Settings], dict[str, Any]]
+_load_options: dict[str, LoadOptions] = {}
 
-    compute = select_dtype(device, settings)
-    return {
-        "quantization_config": BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_compute_dtype=compute),
-        "device_map": {"": device.index or 0},
-    }
+
+def register_load_options(task: str, options: LoadOptions) -> None:
+    """Let a task add `from_pretrained` arguments for its models (the chat model's form: int8 weights,
+    bfloat16, 4-bit on CUDA; core.chat_memory)."""
+    _load_options[task] = options
+
+
+def load_options(spec: ModelSpec, settings: Settings) -> dict[str, Any]:
+    options = _load_options.get(spec.task)
+    return options(spec, settings) if options else {}
+
+
+def tensor_bytes(tensor: Any) -> int:
+    """Bytes a weight takes, also when it is a quantized tensor (its int8 data and its scales)."""
+    parts = [getattr(tensor, name) for name in ("qdata", "scale", "zero_point") if hasattr(tensor, name)]
+    if parts:
+        return sum(part.numel() * part.element_size() for part in parts if part is not None)
+    return tensor.numel() * tensor.element_size()
+
+
+IMAGE_PROCESSOR_BACKEND = "pil"
+"""transformers 5 picks torchvision-based image processors when torchvision is installed (as it often is
+on GPU machines and Spaces images) and PIL-based ones otherwise; their resizing differs slightly. The
+app always asks for the PIL ones, so its results do not depend on what else is installed."""
+
+
+def load_preprocessor(processor_class: Any, source: str) -> Any:
+    """An image processor, or a processor whose image processor is replaced by the PIL-backed one
+    (the backend is asked of the image processor alone: a processor passes its keyword arguments on to
+    its tokenizer too)."""
+    from transformers import AutoImageProcessor
+    from transformers.image_processing_utils import BaseImageProcessor
+
+    if processor_class is AutoImageProcessor or issubclass(processor_class, BaseImageProcessor):
+        return processor_class.from_pretrained(source, backend=IMAGE_PROCESSOR_BACKEND)
+    processor = processor_class.from_pretrained(source)
+    if getattr(processor, "image_processor", None) is not None:
+        processor.image_processor = AutoImageProcessor.from_pretrained(source, backend=IMAGE_PROCESSOR_BACKEND)
+    return processor
 
 
 def load_model(spec: ModelSpec, settings: Settings | None = None) -> LoadedModel:
     """Load `spec` with `from_pretrained` from the hub cache, or from the tiny folder in tiny mode."""
     import transformers
 
+    from core.label_files import read_label_files
+    from core.runtime import configure_threads
+
     settings = settings or get_settings()
+    configure_threads()
     start = time.perf_counter()
-    quantized = quantization_kwargs(spec, settings)
     try:
+        extra = load_options(spec, settings)
         source = str(ensure_tiny_model(spec, settings)) if settings.tiny else spec.hub_id
         device = select_device(settings)
         dtype = select_dtype(device, settings)
         with _IMPORT_LOCK:  # transformers imports lazily; first uses from two threads at once can clash
-            model_class = getattr(transformers, spec.model_class)
+            model_class = model_class_of(spec)
             processor_class = getattr(transformers, spec.processor_class) if spec.processor_class else None
             tokenizer_class = getattr(transformers, spec.tokenizer_class) if spec.tokenizer_class else None
         # transformers 5 picks SDPA attention for every (sub)model that supports it, eager otherwise
-        if quantized:
-            model = model_class.from_pretrained(source, dtype=dtype, **quantized).eval()
+        kwargs = {"dtype": dtype, **extra}
+        dtype = kwargs["dtype"]
+        if "quantization_config" in kwargs:  # placed by the quantizer
+            model = model_class.from_pretrained(source, **kwargs).eval()
         else:
-            model = model_class.from_pretrained(source, dtype=dtype).to(device).eval()
-        processor = processor_class.from_pretrained(source) if processor_class else None
-        tokenizer = tokenizer_class.from_pretrained(source) if tokenizer_class else None
+            model = model_class.from_pretrained(source, **kwargs).to(device).eval()
+        processor = load_preprocessor(processor_class, source) if processor_class else None
+        tokenizer_source = spec.tokenizer_hub_id if spec.tokenizer_hub_id and not settings.tiny else source
+        tokenizer = tokenizer_class.from_pretrained(tokenizer_source) if tokenizer_class else None
+        labels = read_label_files(spec, settings)
+    except ModelUnavailableError:
+        raise  # already says what to do (core/label_files.py)
     except Exception as error:
         if isinstance(error, torch.OutOfMemoryError):
             gc.collect()
             torch.cuda.empty_cache()
         log.warning("loading %s failed: %r", spec.key, error)
         raise ModelUnavailableError(_unavailable_message(spec, error)) from error
-    nbytes = sum(t.numel() * t.element_size() for t in (*model.parameters(), *model.buffers()))
-    return LoadedModel(spec, model, processor, device, dtype, nbytes, time.perf_counter() - start, tokenizer)
+    nbytes = sum(tensor_bytes(t) for t in (*model.parameters(), *model.buffers()))
+    seconds = time.perf_counter() - start
+    return LoadedModel(spec, model, processor, device, dtype, nbytes, seconds, tokenizer, labels)
 
 
 class ModelCache:
@@ -190,7 +234,8 @@ class ModelCache:
     def __init__(self, budget_bytes: int, loader: Callable[[ModelSpec], LoadedModel] = load_model) -> None:
         self.budget_bytes = budget_bytes
         self._loader = loader
-        self._models: OrderedDict[str, LoadedModel] = OrderedDict()
+        self._models: OrderedDict[str, Any] = OrderedDict()
+        """Registry keys -> LoadedModel; other keys (get_other) -> what their loader returned."""
         self._lock = threading.Lock()
         self._key_locks: dict[str, threading.Lock] = {}
         self.loads: dict[str, int] = {}
@@ -198,6 +243,17 @@ class ModelCache:
     def get(self, key: str) -> tuple[LoadedModel, bool]:
         """The loaded model for a registry key, and whether this call loaded it."""
         spec = get_spec(key)
+        return self._get(key, lambda: self._loader(spec))
+
+    def get_other(self, key: str, load: Callable[[], Any]) -> tuple[Any, bool]:
+        """Like `get`, for a model that is no registry checkpoint (the Inside tab's DALL-E tokenizer):
+        `load()` returns it with an `nbytes` attribute; it shares the memory budget, the eviction and the
+        one load per key. `key` must not be a registry key."""
+        if key in REGISTRY:
+            raise ValueError(f"{key!r} is a registry key: use get()")
+        return self._get(key, load)
+
+    def _get(self, key: str, load: Callable[[], Any]) -> tuple[Any, bool]:
         with self._lock:
             if key in self._models:
                 self._models.move_to_end(key)
@@ -209,13 +265,13 @@ class ModelCache:
                     self._models.move_to_end(key)
                     return self._models[key], False
             try:
-                loaded = self._loader(spec)
+                loaded = load()
             except ModelUnavailableError as error:
                 if not (is_out_of_memory(error.__cause__) and self.loaded_keys()):
                     raise
                 log.warning("not enough memory to load %s: unloading the other models and retrying", key)
                 self.clear()
-                loaded = self._loader(spec)
+                loaded = load()
             with self._lock:
                 self.loads[key] = self.loads.get(key, 0) + 1
                 self._models[key] = loaded
@@ -245,6 +301,19 @@ class ModelCache:
         with self._lock:
             self._models.clear()
         release_memory()
+
+
+def ms(seconds: float) -> float:
+    """Seconds as milliseconds, rounded for display and JSON."""
+    return round(seconds * 1000, 2)
+
+
+def load_for(key: str, task: str, cache: ModelCache | None = None) -> tuple[LoadedModel, float | None]:
+    """The loaded model of a registry key of `task` (InputError for another), and its load time in
+    milliseconds when this call loaded it (None when it was already loaded)."""
+    get_spec(key, task)
+    loaded, was_loaded = (cache or get_cache()).get(key)
+    return loaded, ms(loaded.load_seconds) if was_loaded else None
 
 
 def release_memory() -> None:

@@ -1,8 +1,8 @@
 """Every checkpoint the playground can run, listed once.
 
-Nothing else in the project names a hub id. Each entry also knows how to build a tiny, randomly
-initialised model and processor of the same classes (tiny mode, tests, CI). Importing this module
-is cheap: transformers is imported only inside the tiny builders.
+Nothing else in the project names a hub id. Each entry is data: key, task, hub id, classes, and a
+reference to the builder of a tiny, randomly initialised model of the same classes in core/tiny/
+(tiny mode, tests, CI). Importing this module is cheap: transformers is imported only by the builders.
 """
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ from core.errors import InputError
 LABELS_DIR = Path(__file__).resolve().parent / "labels"
 
 TinyBuilder = Callable[[], tuple[Any, ...]]
-"""Returns (config, *preprocessors) of a tiny model: the model is `model_class(config)`, and each
-preprocessor (image processor, tokenizer, processor) is saved beside it with `save_pretrained`."""
+"""Returns (config, *preprocessors) of a tiny model (core/tiny/): the model is `model_class(config)`, and
+each preprocessor (image processor, tokenizer, processor) is saved beside it with `save_pretrained`."""
 
 
 @dataclass(frozen=True)
@@ -43,6 +43,18 @@ class ModelSpec:
     """Segmentation modes the checkpoint was trained for: "semantic", "instance", "panoptic"."""
     stuff_label_ids: tuple[int, ...] = ()
     """Label ids of "stuff" classes (sky, road, ...) that panoptic mode may fuse into one segment each."""
+    text_max_tokens: int | None = None
+    """Longest text, in tokens with the special ones, that the text encoder was trained on (longer texts
+    are cut to it); None: the tokenizer's and the model's own limit."""
+    model_module: str | None = None
+    """The module of this project that defines `model_class` when it is not a transformers class (it
+    loads and saves like one: `from_pretrained(folder or hub id, dtype=...)`, `save_pretrained(folder)`)."""
+    tokenizer_hub_id: str | None = None
+    """The repository the tokenizer comes from when the checkpoint ships none (tiny mode saves it beside
+    the tiny model)."""
+    label_files: tuple[tuple[str, str], ...] = ()
+    """Name lists the checkpoint's files lack, as (file name, published address): fetched by
+    `python -m core.download` (core/label_files.py); tiny mode saves placeholders of the same length."""
 
     @property
     def slug(self) -> str:
@@ -65,102 +77,22 @@ def imagenet_labels(num_classes: int) -> tuple[str, ...]:
     return labels
 
 
-def label_kwargs(labels: tuple[str, ...]) -> dict[str, Any]:
-    return {"id2label": dict(enumerate(labels)), "label2id": {label: i for i, label in enumerate(labels)}}
+@dataclass(frozen=True)
+class Tiny:
+    """A reference to a tiny builder in core/tiny/<module>.py, imported only when a tiny model is built."""
 
+    module: str
+    function: str
+    args: tuple[Any, ...] = ()
 
-def lazy_builder(module: str, function: str, *args: Any) -> TinyBuilder:
-    """A tiny builder that lives in another module, imported only when a tiny model is built."""
-
-    def build() -> tuple[Any, ...]:
+    def __call__(self) -> tuple[Any, ...]:
         import importlib
 
-        return getattr(importlib.import_module(module), function)(*args)
-
-    return build
+        return getattr(importlib.import_module(f"core.tiny.{self.module}"), self.function)(*self.args)
 
 
-def _label_kwargs(num_classes: int) -> dict[str, Any]:
-    return label_kwargs(imagenet_labels(num_classes))
-
-
-IMAGENET_MEAN = [0.485, 0.456, 0.406]
-IMAGENET_STD = [0.229, 0.224, 0.225]
-
-
-def _tiny_beit(num_classes: int) -> TinyBuilder:
-    def build() -> tuple[Any, Any]:
-        from transformers import BeitConfig, BeitImageProcessorPil
-
-        config = BeitConfig(
-            hidden_size=32,
-            num_hidden_layers=2,
-            num_attention_heads=2,
-            intermediate_size=64,
-            image_size=224,
-            patch_size=16,
-            use_relative_position_bias=True,
-            use_mean_pooling=True,
-            layer_scale_init_value=0.1,
-            **_label_kwargs(num_classes),
-        )
-        processor = BeitImageProcessorPil(
-            do_resize=True,
-            size={"height": 224, "width": 224},
-            resample=2,
-            do_center_crop=False,
-            image_mean=[0.5, 0.5, 0.5],
-            image_std=[0.5, 0.5, 0.5],
-        )
-        return config, processor
-
-    return build
-
-
-def _tiny_levit() -> tuple[Any, Any]:
-    from transformers import LevitConfig, LevitImageProcessorPil
-
-    config = LevitConfig(
-        image_size=224,
-        hidden_sizes=[16, 32, 48],
-        num_attention_heads=[1, 2, 3],
-        depths=[1, 1, 1],
-        key_dim=[8, 8, 8],
-        **_label_kwargs(1000),
-    )
-    processor = LevitImageProcessorPil(
-        size={"shortest_edge": 224},
-        crop_size={"height": 224, "width": 224},
-        image_mean=IMAGENET_MEAN,
-        image_std=IMAGENET_STD,
-    )
-    return config, processor
-
-
-def _tiny_perceiver(d_model: int) -> TinyBuilder:
-    def build() -> tuple[Any, Any]:
-        from transformers import PerceiverConfig, PerceiverImageProcessorPil
-
-        config = PerceiverConfig(
-            num_latents=16,
-            d_latents=32,
-            d_model=d_model,
-            num_blocks=1,
-            num_self_attends_per_block=1,
-            num_self_attention_heads=2,
-            num_cross_attention_heads=1,
-            image_size=224,
-            **_label_kwargs(1000),
-        )
-        processor = PerceiverImageProcessorPil(
-            crop_size={"height": 256, "width": 256},
-            size={"height": 224, "width": 224},
-            image_mean=IMAGENET_MEAN,
-            image_std=IMAGENET_STD,
-        )
-        return config, processor
-
-    return build
+def tiny(module: str, function: str, *args: Any) -> Tiny:
+    return Tiny(module, function, args)
 
 
 _LEVIT_HEADS = (("cls_logits", "class head"), ("distillation_logits", "distillation head"))
@@ -179,7 +111,7 @@ def _beit(key: str, hub_id: str, dataset: str, num_classes: int, params: float, 
         family="BEiT",
         model_class="BeitForImageClassification",
         processor_class="AutoImageProcessor",
-        build_tiny=_tiny_beit(num_classes),
+        build_tiny=tiny("classify", "tiny_beit", num_classes),
         description=description,
         params_millions=params,
     )
@@ -194,7 +126,7 @@ def _levit(size: str, params: float) -> ModelSpec:
         family="LeViT",
         model_class="LevitForImageClassificationWithTeacher",
         processor_class="AutoImageProcessor",
-        build_tiny=_tiny_levit,
+        build_tiny=tiny("classify", "tiny_levit"),
         description=_LEVIT_DESCRIPTION,
         params_millions=params,
         heads=_LEVIT_HEADS,
@@ -210,7 +142,7 @@ def _perceiver(kind: str, model_class: str, d_model: int, params: float, descrip
         family="Perceiver",
         model_class=model_class,
         processor_class="AutoImageProcessor",
-        build_tiny=_tiny_perceiver(d_model),
+        build_tiny=tiny("classify", "tiny_perceiver", d_model, kind == "learned"),
         description=description,
         params_millions=params,
     )
@@ -225,7 +157,7 @@ def _trocr(kind: str, what: str, dataset: str) -> ModelSpec:
         family="TrOCR",
         model_class="VisionEncoderDecoderModel",
         processor_class="TrOCRProcessor",
-        build_tiny=lazy_builder("core.tiny_text", "tiny_trocr"),
+        build_tiny=tiny("text", "tiny_trocr"),
         description=f"Reads one line of {what}: ViT encoder (384 px) and TrOCR decoder ({dataset}).",
         params_millions=333.9,
     )
@@ -241,13 +173,19 @@ def _mask2former(dataset: str, modes: tuple[str, ...], labels: str, params: floa
         family="Mask2Former",
         model_class="Mask2FormerForUniversalSegmentation",
         processor_class="AutoImageProcessor",
-        build_tiny=lazy_builder("core.tiny_segment", "tiny_mask2former", labels, labels.startswith("ade")),
+        build_tiny=tiny("segment", "tiny_mask2former", labels),
         description=description,
         params_millions=params,
         segment_modes=modes,
         stuff_label_ids=tuple(range(num_things, len(label_list(labels)))) if "panoptic" in modes else (),
     )
 
+
+VG_VOCABULARY = "https://raw.githubusercontent.com/airsplay/py-bottom-up-attention/master/demo/data/genome/1600-400-20"
+"""Where transformers' LXMERT and VisualBERT demos read the Visual Genome object and attribute names."""
+VQA_ANSWERS = "https://dl.fbaipublicfiles.com/pythia/data/answers_vqa.txt"
+"""The 3129 VQA v2 answers in the order of VisualBERT's outputs (the Pythia/MMF answer vocabulary), as
+transformers' VisualBERT demo reads them."""
 
 REGISTRY: dict[str, ModelSpec] = {
     spec.key: spec
@@ -302,7 +240,7 @@ REGISTRY: dict[str, ModelSpec] = {
             family="BEiT",
             model_class="BeitForSemanticSegmentation",
             processor_class="AutoImageProcessor",
-            build_tiny=lazy_builder("core.tiny_segment", "tiny_beit_semantic", "ade20k-150"),
+            build_tiny=tiny("segment", "tiny_beit_semantic", "ade20k-150"),
             description="BEiT-base/16 with a UperNet head, fine-tuned on ADE20K at 640x640: 150 classes.",
             params_millions=163.0,
             segment_modes=("semantic",),
@@ -337,7 +275,7 @@ REGISTRY: dict[str, ModelSpec] = {
             model_class="VisionEncoderDecoderModel",
             processor_class="AutoImageProcessor",
             tokenizer_class="AutoTokenizer",
-            build_tiny=lazy_builder("core.tiny_text", "tiny_vit_gpt2"),
+            build_tiny=tiny("text", "tiny_vit_gpt2"),
             description="ViT-base/16 encoder and GPT-2 decoder, fine-tuned on COCO captions (224 px).",
             params_millions=239.2,
         ),
@@ -351,7 +289,7 @@ REGISTRY: dict[str, ModelSpec] = {
             family="Perceiver",
             model_class="PerceiverForOpticalFlow",
             processor_class=None,
-            build_tiny=lazy_builder("core.flow", "tiny_perceiver_flow"),
+            build_tiny=tiny("flow", "tiny_perceiver_flow"),
             description="Perceiver IO optical flow (AutoFlow), 368x496 tiles of 3x3 patches of both frames.",
             params_millions=41.1,
         ),
@@ -364,7 +302,7 @@ REGISTRY: dict[str, ModelSpec] = {
                 family="ImageGPT",
                 model_class="ImageGPTForCausalImageModeling",
                 processor_class="AutoImageProcessor",
-                build_tiny=lazy_builder("core.tiny_imagegpt", "tiny_imagegpt"),
+                build_tiny=tiny("imagegpt", "tiny_imagegpt"),
                 description=f"ImageGPT-{size}: a GPT-2-like transformer over 32x32 images in a 512-colour palette.",
                 params_millions=params,
             )
@@ -378,11 +316,80 @@ REGISTRY: dict[str, ModelSpec] = {
             family="ViP-LLaVA",
             model_class="VipLlavaForConditionalGeneration",
             processor_class="AutoProcessor",
-            build_tiny=lazy_builder("core.tiny_chat", "tiny_vip_llava"),
+            build_tiny=tiny("chat", "tiny_vip_llava"),
             description=(
                 "ViP-LLaVA-7B (CLIP-L/336 + Vicuna-7B), trained to read boxes, arrows and scribbles drawn on the image."
             ),
             params_millions=7063.0,
+        ),
+        ModelSpec(
+            key="clip-italian",
+            task="zero-shot",
+            hub_id="clip-italian/clip-italian",
+            name="CLIP Italian (ViT-B/32 + Italian BERT)",
+            family="VisionTextDualEncoder",
+            model_class="VisionTextDualEncoderModel",
+            processor_class="VisionTextDualEncoderProcessor",
+            build_tiny=tiny("zero_shot", "tiny_clip_italian"),
+            description=(
+                "OpenAI's CLIP ViT-B/32 image encoder and an Italian BERT (dbmdz xxl, uncased) text encoder, "
+                "trained CLIP-style on 1.4M Italian image-caption pairs: it reads Italian."
+            ),
+            params_millions=198.9,
+            text_max_tokens=96,
+        ),
+        ModelSpec(
+            key="beit-base-224-pt22k",
+            task="inside",
+            hub_id="microsoft/beit-base-patch16-224-pt22k",
+            name="BEiT-base (masked image modeling)",
+            family="BEiT",
+            model_class="BeitForMaskedImageModeling",
+            processor_class="AutoImageProcessor",
+            build_tiny=tiny("inside", "tiny_beit_mim"),
+            description=(
+                "BEiT-base/16 self-supervised on ImageNet-22k: predicts, for each masked patch, one of the "
+                "8192 visual tokens of the DALL-E discrete VAE."
+            ),
+            params_millions=92.0,
+        ),
+        ModelSpec(
+            key="frcnn-vg",
+            task="detect",
+            hub_id="unc-nlp/frcnn-vg-finetuned",
+            name="Faster R-CNN (Visual Genome)",
+            family="Faster R-CNN",
+            model_class="VisualGenomeFasterRCNN",
+            model_module="core.frcnn",
+            processor_class=None,
+            build_tiny=tiny("vqa", "tiny_frcnn"),
+            description=(
+                "ResNet-101 C4 Faster R-CNN trained on Visual Genome: 1600 objects and 400 attributes, and the "
+                "2048-d region features VisualBERT reads."
+            ),
+            params_millions=65.4,
+            label_files=(
+                ("objects.txt", f"{VG_VOCABULARY}/objects_vocab.txt"),
+                ("attributes.txt", f"{VG_VOCABULARY}/attributes_vocab.txt"),
+            ),
+        ),
+        ModelSpec(
+            key="visualbert-vqa",
+            task="vqa",
+            hub_id="uclanlp/visualbert-vqa",
+            name="VisualBERT (VQA v2)",
+            family="VisualBERT",
+            model_class="VisualBertForQuestionAnswering",
+            processor_class=None,
+            tokenizer_class="BertTokenizer",
+            tokenizer_hub_id="google-bert/bert-base-uncased",
+            build_tiny=tiny("vqa", "tiny_visualbert_vqa"),
+            description=(
+                "VisualBERT fine-tuned on VQA v2: a question and the region features of the Visual Genome detector "
+                "in, one of 3129 short answers out."
+            ),
+            params_millions=113.9,
+            label_files=(("answers.txt", VQA_ANSWERS),),
         ),
     ]
 }

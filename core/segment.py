@@ -5,25 +5,25 @@ from __future__ import annotations
 
 import io
 import json
-import math
 import time
-from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
 from PIL import Image
 
+from core import checks
+from core.backend import runs_in
 from core.errors import InputError
 from core.lazy import torch
-from core.models import ModelCache, get_cache
+from core.models import LoadedModel, ModelCache, get_cache, ms
+from core.progress import ProgressFn
 from core.registry import ModelSpec, get_spec, specs_for
 from core.render import NO_SEGMENT, colour_map, hex_colour, index_png, overlay, palette
 from core.settings import get_settings
 
 TASK = "segment"
 MODES = ("semantic", "instance", "panoptic")
-ProgressFn = Callable[[float, str], None]
 
 
 @dataclass(frozen=True)
@@ -117,8 +117,7 @@ def annotations(
 ) -> tuple[np.ndarray, list[tuple[np.ndarray, str]], dict[str, str]]:
     """What gr.AnnotatedImage shows: a display-sized photo, one (mask * opacity, name) per segment
     and the colour of each name."""
-    if not 0.0 <= opacity <= 1.0:
-        raise InputError("Opacity must be from 0 to 1.")
+    opacity = checks.number(opacity, "Opacity", 0, 1)
     height, width = work_size(*result.label_map.shape, max_side)
     photo = np.asarray(image.convert("RGB").resize((width, height), Image.Resampling.BILINEAR))
     label_map = np.asarray(Image.fromarray(result.label_map).resize((width, height), Image.Resampling.NEAREST))
@@ -137,10 +136,7 @@ def validate_request(model_key: str, mode: str, thresholds: Thresholds) -> Model
     if mode not in spec.segment_modes:
         raise InputError(f"{spec.name} does {' and '.join(spec.segment_modes)} segmentation, not {str(mode)[:30]!r}.")
     for name, value in asdict(thresholds).items():
-        if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-            raise InputError(f"The {name} threshold must be a number from 0 to 1.")
-        if not 0.0 <= value <= 1.0:
-            raise InputError(f"The {name} threshold must be from 0 to 1, not {value}.")
+        checks.number(value, f"The {name} threshold", 0, 1)
     return spec
 
 
@@ -233,6 +229,7 @@ def _build_result(
     return SegmentationResult(key, mode, label_map, segments)
 
 
+@runs_in("segment")
 def segment(
     image: Image.Image,
     model_key: str,
@@ -254,33 +251,58 @@ def segment(
         progress(0.0, f"Loading {spec.name}")
     loaded, was_loaded = (cache or get_cache()).get(spec.key)
     start = time.perf_counter()
-    inputs = loaded.processor(images=image, return_tensors="pt")
-    inputs = {
-        k: v.to(loaded.device, loaded.dtype) if v.is_floating_point() else v.to(loaded.device)
-        for k, v in inputs.items()
-    }
+    inputs = preprocess(loaded, image)
     preprocessed = time.perf_counter()
     if progress:
         progress(0.3, f"Running {spec.name}")
-    with torch.inference_mode():
-        outputs = _float32(loaded.model(**inputs))
-        inferred = time.perf_counter()
-        if progress:
-            progress(0.7, "Post-processing")
-        size = work_size(image.height, image.width, get_settings().segment_max_side)
-        fuse = set(spec.stuff_label_ids) if fuse_stuff and mode == "panoptic" else set()
-        id_map, raw_segments = _post_process(loaded.processor, outputs, mode, size, thresholds, fuse)
-    result = _build_result(
-        spec.key, mode, id_map, raw_segments, loaded.model.config.id2label, (image.height, image.width)
-    )
+    outputs = forward(loaded, inputs)
+    inferred = time.perf_counter()
+    if progress:
+        progress(0.7, "Post-processing")
+    result = postprocess(loaded, outputs, image, mode, thresholds, fuse_stuff)
     done = time.perf_counter()
     result.timings_ms = {
-        "preprocess": round((preprocessed - start) * 1000, 2),
-        "inference": round((inferred - preprocessed) * 1000, 2),
-        "postprocess": round((done - inferred) * 1000, 2),
+        "preprocess": ms(preprocessed - start),
+        "inference": ms(inferred - preprocessed),
+        "postprocess": ms(done - inferred),
     }
     if was_loaded:
         result.timings_ms["load"] = round(loaded.load_seconds * 1000, 1)
     if progress:
         progress(1.0, "Done")
     return result
+
+
+def preprocess(loaded: LoadedModel, image: Image.Image) -> dict[str, torch.Tensor]:
+    """The image processor's inputs, on the model's device (floating ones in its dtype)."""
+    inputs = loaded.processor(images=image, return_tensors="pt")
+    return {
+        k: v.to(loaded.device, loaded.dtype) if v.is_floating_point() else v.to(loaded.device)
+        for k, v in inputs.items()
+    }
+
+
+def forward(loaded: LoadedModel, inputs: dict[str, torch.Tensor]) -> Any:
+    """The model's outputs, in float32 for post-processing."""
+    with torch.inference_mode():
+        return _float32(loaded.model(**inputs))
+
+
+def postprocess(
+    loaded: LoadedModel,
+    outputs: Any,
+    image: Image.Image,
+    mode: str,
+    thresholds: Thresholds,
+    fuse_stuff: bool,
+) -> SegmentationResult:
+    """The processor's own post-processing for `mode` at a bounded size, then one label map at the
+    image's size and the segments table."""
+    spec = loaded.spec
+    size = work_size(image.height, image.width, get_settings().segment_max_side)
+    fuse = set(spec.stuff_label_ids) if fuse_stuff and mode == "panoptic" else set()
+    with torch.inference_mode():
+        id_map, raw_segments = _post_process(loaded.processor, outputs, mode, size, thresholds, fuse)
+    return _build_result(
+        spec.key, mode, id_map, raw_segments, loaded.model.config.id2label, (image.height, image.width)
+    )

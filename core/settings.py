@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import functools
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 _TRUE = {"1", "true", "yes", "on"}
@@ -77,8 +77,17 @@ class Settings:
     flow_video_max_seconds: float
     flow_video_max_pixels: int
     chat_4bit: bool = False
+    chat_cpu_form: str = "auto"
+    """ViP-LLaVA on the CPU: "auto", "float32", "bfloat16" or "int8" (core.chat_memory)."""
     chat_max_new_tokens: int = 512
     imagegpt_cuda_graphs: bool = True
+    backend: str = "local"
+    """Where the model work runs: "local" (this process) or "ray" (Ray Serve deployments, serve.yaml)."""
+    serve_config: Path | None = None
+    dalle_dir: Path = Path("dall-e")
+    """Where OpenAI's DALL-E VAE files (encoder.pkl, decoder.pkl) are, once fetched (Inside tab)."""
+    labels_dir: Path = field(default_factory=lambda: _default_cache_dir() / "labels")
+    """Name lists that no checkpoint file carries, fetched once (core/label_files.py)."""
 
     @property
     def max_upload_bytes(self) -> int:
@@ -108,8 +117,13 @@ def load_settings() -> Settings:
         flow_video_max_seconds=float(_env_number("PLAYGROUND_FLOW_VIDEO_MAX_SECONDS", 10.0, 0.1, float)),
         flow_video_max_pixels=int(_env_number("PLAYGROUND_FLOW_VIDEO_MAX_PIXELS", 640 * 480, 256)),
         chat_4bit=_env_bool("PLAYGROUND_CHAT_4BIT", False),
+        chat_cpu_form=_env_choice("PLAYGROUND_CHAT_CPU_FORM", "auto", ("auto", "float32", "bfloat16", "int8")),
         chat_max_new_tokens=int(_env_number("PLAYGROUND_CHAT_MAX_NEW_TOKENS", 512, 1)),
         imagegpt_cuda_graphs=_env_bool("PLAYGROUND_IMAGEGPT_CUDA_GRAPHS", True),
+        backend=_env_choice("PLAYGROUND_BACKEND", "local", ("local", "ray")),
+        serve_config=Path(os.environ["PLAYGROUND_SERVE_CONFIG"]) if os.environ.get("PLAYGROUND_SERVE_CONFIG") else None,
+        dalle_dir=Path(os.environ.get("PLAYGROUND_DALLE_DIR") or cache_dir / "dall-e"),
+        labels_dir=Path(os.environ.get("PLAYGROUND_LABELS_DIR") or cache_dir / "labels"),
     )
 
 

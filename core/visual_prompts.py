@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageDraw
 
+from core import checks
 from core.errors import InputError
 from core.settings import get_settings
 
@@ -113,7 +114,7 @@ def arrow_head_size(size: tuple[int, int], length: float) -> float:
 
 
 def _number(value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+    if not checks.is_number(value):
         raise InputError("Mark coordinates must be numbers (pixels).")
     return float(value)
 
@@ -125,10 +126,8 @@ def parse_shape(data: Any, size: tuple[int, int]) -> Shape:
     if not isinstance(data, dict):
         raise InputError('Each mark must be an object like {"kind": "rectangle", "color": "red", "points": [...]}.')
     kind, color, points = data.get("kind"), data.get("color"), data.get("points")
-    if kind not in POINTS_NEEDED:
-        raise InputError(f"Unknown kind of mark {str(kind)[:30]!r}. Use one of: {', '.join(KINDS)}.")
-    if color not in COLORS:
-        raise InputError(f"Unknown colour {str(color)[:30]!r}. Use one of: {', '.join(COLORS)}.")
+    kind = checks.choice(kind, "kind of mark", KINDS)
+    color = checks.choice(color, "colour", COLORS)
     if not isinstance(points, list | tuple) or not all(isinstance(p, list | tuple) and len(p) == 2 for p in points):
         raise InputError(f"The points of a {kind} must be a list of [x, y] pairs.")
     needed = POINTS_NEEDED[kind]

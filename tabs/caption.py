@@ -11,11 +11,12 @@ import gradio as gr
 from PIL import Image
 
 from core import caption as core_caption
+from core import checks
 from core.caption import Decoding
 from core.errors import InputError
 from core.images import ImageInputError, load_image
 from core.registry import get_spec
-from tabs.components import FileUpload, example_paths, image_input, on_gpu, user_errors
+from tabs.components import FileUpload, example_paths, image_input, on_gpu, standalone, user_errors
 
 DEFAULTS = Decoding()
 DEFAULT_MODEL = "vit-gpt2"
@@ -43,6 +44,7 @@ def caption_image(
     temperature: float,
     top_p: float,
     seed: float,
+    length_penalty: float = 1.0,
 ) -> Iterator[dict[str, Any]]:
     """Caption an image (ViT-GPT2) or read one line of text in it (TrOCR).
 
@@ -56,13 +58,18 @@ def caption_image(
         temperature: sampling temperature (above 0, at most 2).
         top_p: nucleus sampling threshold (above 0, at most 1).
         seed: random seed for sampling (0 to 2**31-1); the same seed gives the same caption.
+        length_penalty: beam search: a caption's score is the sum of its tokens' log-probabilities divided
+            by its length ** length_penalty (-3 to 3; above 0 favours longer captions).
 
     Returns:
         {"caption": str, "candidates": [{"text", "score"}], "model", "model_name", "hub_id", "mode",
-        "timings_ms": {"preprocess", "generate", "load"}, "device", "done"}. Greedy and sampling
-        stream: partial results have "done": False; the last one is the final caption.
+        "timings_ms": {"preprocess", "generate", "load"}, "device", "generation": {the settings generate
+        ran with}, "done"}. Greedy and sampling stream: partial results have "done": False; the last one
+        is the final caption.
     """
-    decoding = core_caption.validate_decoding(mode, max_new_tokens, num_beams, n_best, temperature, top_p, seed)
+    decoding = core_caption.validate_decoding(
+        mode, max_new_tokens, num_beams, n_best, temperature, top_p, seed, length_penalty
+    )
     get_spec(model, core_caption.TASK)  # an unknown model is refused before the image is read
     rgb = load_image(image)
     if decoding.mode == "beam":
@@ -101,6 +108,7 @@ def caption_images(
     temperature: float,
     top_p: float,
     seed: float,
+    length_penalty: float = 1.0,
 ) -> dict[str, Any]:
     """Caption several images in one batched generate call (one caption per image, in order).
 
@@ -113,12 +121,15 @@ def caption_images(
         temperature: sampling temperature (above 0, at most 2).
         top_p: nucleus sampling threshold (above 0, at most 1).
         seed: random seed for sampling; the same seed gives the same captions.
+        length_penalty: beam search length penalty (-3 to 3), as for /caption.
 
     Returns:
         {"captions": [{"text", "score"}], "files": [name], "model", "model_name", "hub_id", "mode",
-        "timings_ms": {"preprocess", "generate", "load"}, "device"}
+        "timings_ms": {"preprocess", "generate", "load"}, "device", "generation"}
     """
-    decoding = core_caption.validate_decoding(mode, max_new_tokens, num_beams, 1, temperature, top_p, seed)
+    decoding = core_caption.validate_decoding(
+        mode, max_new_tokens, num_beams, 1, temperature, top_p, seed, length_penalty
+    )
     get_spec(model, core_caption.TASK)
     rgbs = _load_images(images)
     result = core_caption.caption_batch(rgbs, model, decoding).to_dict()
@@ -136,7 +147,26 @@ def _timing_line(data: dict[str, Any]) -> str:
     line += f" · preprocessing {timings['preprocess']:.0f} ms"
     if timings["load"] is not None:
         line += f" · loaded in {timings['load'] / 1000:.1f} s"
-    return line + ("" if data.get("done", True) else " · writing…")
+    line += "" if data.get("done", True) else " · writing…"
+    return line + "  \n" + settings_line(data.get("generation") or {})
+
+
+def settings_line(generation: dict[str, Any]) -> str:
+    """The decoding settings `generate` ran with, in words (also those a checkpoint stores)."""
+    if not generation:
+        return ""
+    if generation["do_sample"]:
+        parts = [f"sampling (temperature {generation['temperature']:g}, top-p {generation['top_p']:g})"]
+    elif generation["num_beams"] > 1:
+        parts = [f"beam search ({generation['num_beams']} beams, length penalty {generation['length_penalty']:g})"]
+    else:
+        parts = ["greedy"]
+    parts.append(f"at most {generation['max_new_tokens']} new tokens")
+    ngram = generation["no_repeat_ngram_size"]
+    parts.append(f"no repeated {ngram}-grams" if ngram else "no n-gram blocking")
+    if generation["repetition_penalty"] != 1.0:
+        parts.append(f"repetition penalty {generation['repetition_penalty']:g}")
+    return "<small>Ran with: " + ", ".join(parts) + ".</small>"
 
 
 def show_result(data: dict[str, Any] | None) -> tuple[str, gr.Dataframe, str]:
@@ -200,6 +230,14 @@ def build(caption_fn: CaptionFn = caption_image, batch_fn: BatchFn = caption_ima
                 n_best = gr.Slider(
                     1, DEFAULTS.num_beams, value=DEFAULTS.n_best, step=1, label="Captions to show (n-best)"
                 )
+                length_penalty = gr.Slider(
+                    -core_caption.MAX_LENGTH_PENALTY,
+                    core_caption.MAX_LENGTH_PENALTY,
+                    value=DEFAULTS.length_penalty,
+                    step=0.1,
+                    label="Length penalty",
+                    info="Score = sum of log-probabilities / length ** penalty; above 0 favours longer captions.",
+                )
             with gr.Group(visible=False) as sampling_controls, gr.Row():
                 temperature = gr.Slider(0.05, 2, value=DEFAULTS.temperature, step=0.05, label="Temperature")
                 top_p = gr.Slider(0.05, 1, value=DEFAULTS.top_p, step=0.05, label="Top-p")
@@ -207,7 +245,7 @@ def build(caption_fn: CaptionFn = caption_image, batch_fn: BatchFn = caption_ima
                     value=DEFAULTS.seed,
                     precision=0,
                     minimum=0,
-                    maximum=core_caption.MAX_SEED,
+                    maximum=checks.MAX_SEED,
                     label="Seed",
                     info="Same seed, same caption.",
                 )
@@ -217,7 +255,7 @@ def build(caption_fn: CaptionFn = caption_image, batch_fn: BatchFn = caption_ima
     candidates = gr.Dataframe(
         headers=["rank", "caption", "score"],
         datatype=["number", "str", "number"],
-        label="Beam search: n-best captions (score: log-probability per token)",
+        label="Beam search: n-best captions (score: sum of token log-probabilities / length ** length penalty)",
         visible=False,
         interactive=False,
         elem_id="caption-candidates",
@@ -260,7 +298,7 @@ def build(caption_fn: CaptionFn = caption_image, batch_fn: BatchFn = caption_ima
     )
     run.click(
         caption_fn,
-        inputs=[image, model, mode, max_new_tokens, num_beams, n_best, temperature, top_p, seed],
+        inputs=[image, model, mode, max_new_tokens, num_beams, n_best, temperature, top_p, seed, length_penalty],
         outputs=result,
         api_name="caption",
         concurrency_id="models",
@@ -268,7 +306,7 @@ def build(caption_fn: CaptionFn = caption_image, batch_fn: BatchFn = caption_ima
     )
     run_batch.click(
         batch_fn,
-        inputs=[files, model, mode, max_new_tokens, num_beams, temperature, top_p, seed],
+        inputs=[files, model, mode, max_new_tokens, num_beams, temperature, top_p, seed, length_penalty],
         outputs=batch_result,
         api_name="caption_batch",
         concurrency_id="models",
@@ -277,9 +315,7 @@ def build(caption_fn: CaptionFn = caption_image, batch_fn: BatchFn = caption_ima
 
 
 def create_demo(caption_fn: CaptionFn = caption_image, batch_fn: BatchFn = caption_images) -> gr.Blocks:
-    with gr.Blocks(title="Caption") as demo:
-        build(caption_fn, batch_fn)
-    return demo
+    return standalone("Caption", build, caption_fn, batch_fn)
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
-"""Classify tab: one image, one or several ImageNet classifiers side by side."""
+"""Classify tab: one image, one or several ImageNet classifiers side by side; and a Zero-shot sub-tab
+(tabs/zero_shot.py) for your own labels and search by text."""
 
 from __future__ import annotations
 
@@ -10,7 +11,8 @@ import gradio as gr
 from core import classify as core_classify
 from core.images import load_image
 from core.settings import get_settings
-from tabs.components import on_gpu, photo_with_examples, user_errors
+from tabs import zero_shot
+from tabs.components import on_gpu, photo_with_examples, standalone, user_errors
 
 DEFAULT_MODELS = ["beit-base-224", "levit-128S", "perceiver-conv"]
 ClassifyFn = Callable[..., dict[str, Any]]
@@ -52,8 +54,8 @@ def _as_label(predictions: list[dict[str, Any]]) -> dict[str, float]:
     return {p["label"]: p["score"] for p in predictions}
 
 
-def build(classify_fn: ClassifyFn = classify_image) -> None:
-    """Lay out the tab inside the current Blocks context."""
+def build_imagenet(classify_fn: ClassifyFn = classify_image) -> None:
+    """Lay out the ImageNet classifiers inside the current Blocks context."""
     specs = core_classify.classify_models()
     with gr.Row():
         with gr.Column(scale=2):
@@ -110,10 +112,22 @@ def build(classify_fn: ClassifyFn = classify_image) -> None:
     ).success(lambda data: data["summary"], inputs=result, outputs=summary, api_visibility="private")
 
 
+def build(
+    classify_fn: ClassifyFn = classify_image,
+    zero_shot_fn: zero_shot.ZeroShotFn = zero_shot.zero_shot_classify,
+    search_fn: zero_shot.ZeroShotFn = zero_shot.search_images,
+    captions_fn: zero_shot.ZeroShotFn = zero_shot.rank_captions,
+) -> None:
+    """Lay out the tab inside the current Blocks context: ImageNet classifiers, then zero-shot labels."""
+    with gr.Tabs(elem_id="classify-tabs"):
+        with gr.Tab("ImageNet classifiers", id="classify-imagenet", elem_id="tab-classify-imagenet"):
+            build_imagenet(classify_fn)
+        with gr.Tab("Zero-shot", id="classify-zero-shot", elem_id="tab-classify-zero-shot"):
+            zero_shot.build(zero_shot_fn, search_fn, captions_fn)
+
+
 def create_demo(classify_fn: ClassifyFn = classify_image) -> gr.Blocks:
-    with gr.Blocks(title="Classify") as demo:
-        build(classify_fn)
-    return demo
+    return standalone("Classify", build, classify_fn)
 
 
 if __name__ == "__main__":

@@ -279,3 +279,10 @@ def fill_on_page_load(component: gr.components.Component, fn: Callable[[], Any])
     if root is None:
         raise RuntimeError("fill_on_page_load must be called while a gr.Blocks is being built")
     root.load(fn, outputs=component, api_visibility="private", queue=False)
+
+
+def standalone(title: str, build: Callable[..., None], *handlers: Callable[..., Any]) -> gr.Blocks:
+    """A tab as an app of its own (`python -m tabs.<name>`): its layout in a Blocks, built with `handlers`."""
+    with gr.Blocks(title=title) as demo:
+        build(*handlers)
+    return demo

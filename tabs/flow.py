@@ -11,7 +11,16 @@ import numpy as np
 from core import flow as core_flow
 from core.images import load_image
 from core.settings import get_settings
-from tabs.components import VideoUpload, as_files, example_paths, image_input, on_gpu, output_dir, user_errors
+from tabs.components import (
+    VideoUpload,
+    as_files,
+    example_paths,
+    image_input,
+    on_gpu,
+    output_dir,
+    standalone,
+    user_errors,
+)
 
 DEFAULT_METHODS = ["dis", "farneback"]
 DEFAULT_STRIDE = 24
@@ -228,9 +237,7 @@ def build(flow_fn: FlowFn = compute_flow, video_fn: VideoFlowFn = compute_video_
 
 
 def create_demo(flow_fn: FlowFn = compute_flow, video_fn: VideoFlowFn = compute_video_flow) -> gr.Blocks:
-    with gr.Blocks(title="Flow") as demo:
-        build(flow_fn, video_fn)
-    return demo
+    return standalone("Flow", build, flow_fn, video_fn)
 
 
 if __name__ == "__main__":

@@ -10,7 +10,7 @@ from PIL import Image
 
 from core import imagegpt as core_imagegpt
 from core.images import load_image
-from tabs.components import as_files, example_paths, image_input, on_gpu, output_dir, user_errors
+from tabs.components import as_files, example_paths, image_input, on_gpu, output_dir, standalone, user_errors
 
 DEFAULT_MODEL = "imagegpt-small"
 PIXELATED = "pixelated"
@@ -179,9 +179,7 @@ def build() -> None:
 
 
 def create_demo() -> gr.Blocks:
-    with gr.Blocks(title="ImageGPT") as demo:
-        build()
-    return demo
+    return standalone("ImageGPT", build)
 
 
 if __name__ == "__main__":

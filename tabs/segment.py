@@ -11,7 +11,7 @@ from PIL import Image
 
 from core import segment as core_segment
 from core.images import load_image
-from tabs.components import on_gpu, output_dir, photo_with_examples, user_errors
+from tabs.components import on_gpu, output_dir, photo_with_examples, standalone, user_errors
 
 DEFAULT_MODEL = "mask2former-swin-small-coco-panoptic"
 MODE_INFO = {
@@ -220,9 +220,7 @@ def build(segment_fn: SegmentFn = segment_image) -> None:
 
 
 def create_demo(segment_fn: SegmentFn = segment_image) -> gr.Blocks:
-    with gr.Blocks(title="Segment") as demo:
-        build(segment_fn)
-    return demo
+    return standalone("Segment", build, segment_fn)
 
 
 if __name__ == "__main__":

@@ -13,7 +13,18 @@ from core.images import load_image
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
 CHELSEA = ASSETS / "chelsea.jpg"
-CAPTION_PARAMETERS = ["image", "model", "mode", "max_new_tokens", "num_beams", "n_best", "temperature", "top_p", "seed"]
+CAPTION_PARAMETERS = [
+    "image",
+    "model",
+    "mode",
+    "max_new_tokens",
+    "num_beams",
+    "n_best",
+    "temperature",
+    "top_p",
+    "seed",
+    "length_penalty",
+]
 
 
 @pytest.fixture(scope="module")
@@ -33,6 +44,7 @@ def ask(client: Client, image: Path, model: str, decoding: Decoding) -> dict[str
         d.temperature,
         d.top_p,
         d.seed,
+        d.length_penalty,
         api_name="/caption",
     )
 
@@ -50,6 +62,7 @@ def test_caption_endpoints_are_named(client: Client) -> None:
         "temperature",
         "top_p",
         "seed",
+        "length_penalty",
     ]
 
 
@@ -58,6 +71,7 @@ def test_caption_endpoints_are_named(client: Client) -> None:
     [
         ("vit-gpt2", Decoding("greedy", max_new_tokens=16)),
         ("vit-gpt2", Decoding("beam", max_new_tokens=10, num_beams=5, n_best=4)),
+        ("trocr-base-handwritten", Decoding("beam", max_new_tokens=10, num_beams=4, n_best=4, length_penalty=2.0)),
         ("trocr-base-printed", Decoding("sampling", max_new_tokens=16, temperature=0.7, top_p=0.8, seed=42)),
     ],
 )
@@ -73,6 +87,11 @@ def test_caption_equals_core(client: Client, model: str, decoding: Decoding) -> 
     else:
         assert [c["score"] for c in result["candidates"]] == [None]
     assert set(result["timings_ms"]) == {"preprocess", "generate", "load"}
+    assert result["generation"] == expected.generation
+    assert result["generation"]["max_new_tokens"] == decoding.max_new_tokens
+    assert result["generation"]["num_beams"] == (decoding.num_beams if decoding.mode == "beam" else 1)
+    if decoding.mode == "beam":
+        assert result["generation"]["length_penalty"] == decoding.length_penalty
 
 
 def test_caption_streams_to_a_client_and_ends_with_the_caption(client: Client) -> None:

@@ -44,7 +44,7 @@ def test_draw_a_box_and_chat_about_it(page: Page) -> None:
     page.get_by_role("tab", name="Visual chat").click()
     tab(page).locator("input[type=file]").first.set_input_files(str(ASSETS / "coffee.jpg"))
     canvas = tab(page).locator("#chat-canvas img")
-    expect(canvas).to_be_visible()
+    expect(canvas).to_be_visible(timeout=30_000)
     expect(tab(page).locator("#chat-marks")).to_contain_text("No marks yet")
     listing = tab(page).locator("#chat-marks")
     click_at(page, canvas, 0.3, 0.2)

@@ -14,7 +14,7 @@ def test_tiny_banner_and_where_models_run_are_shown(page: Page) -> None:
     expect(page.locator("#tiny-banner")).to_contain_text("random weights")
     expect(page.get_by_text("Models run on CPU")).to_contain_text("float32, torch 2.")
     page.get_by_role("tab", name="Visual chat").click()  # filled on page load too: no torch at start
-    expect(page.locator("#chat-notice")).to_contain_text("on the CPU and answers slowly")
+    expect(page.locator("#chat-notice")).to_contain_text("on the CPU needs about 28 GB of RAM in float32")
 
 
 def test_upload_classify_and_read_labels(page: Page) -> None:

@@ -15,7 +15,7 @@ def test_sample_images_and_see_them(page: Page) -> None:
     tab = page.locator("#tab-imagegpt")
     tab.get_by_role("button", name="Sample", exact=True).click()
     gallery = tab.locator("#imagegpt-samples")
-    expect(gallery.locator("img")).to_have_count(4)
+    expect(gallery.locator("img")).to_have_count(4, timeout=120_000)  # the first call builds the tiny model
     expect(gallery).to_contain_text("sample 4")
     expect(tab.get_by_role("button", name="Sample", exact=True)).to_be_enabled()
     page.wait_for_function(
@@ -30,6 +30,6 @@ def test_complete_an_example(page: Page) -> None:
     tab.get_by_role("tab", name="Complete").click()
     tab.locator("img[src*='astronaut']").first.click()
     tab.get_by_role("button", name="Complete", exact=True).click()
-    expect(tab.locator("#imagegpt-steps")).to_contain_text("kept: top 16 rows")
+    expect(tab.locator("#imagegpt-steps")).to_contain_text("kept: top 16 rows", timeout=60_000)
     expect(tab.locator("#imagegpt-completions img")).to_have_count(4, timeout=120_000)
     page.screenshot(path=str(ARTIFACTS / "imagegpt-complete.png"), full_page=True)

@@ -1,4 +1,4 @@
-"""Tests for core.caption and core.tiny_text: parity with `model.generate` + `batch_decode` for greedy,
+"""Tests for core.caption and core.tiny.text: parity with `model.generate` + `batch_decode` for greedy,
 beam and seeded sampling, batches, streaming, validation, the tiny tokenizers and models."""
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ from core.images import load_image
 from core.models import ModelCache, get_cache, load_model
 from core.registry import REGISTRY, get_spec
 from core.settings import get_settings
-from core.tiny_text import CORPUS, tiny_gpt2_tokenizer, tiny_roberta_tokenizer, train_byte_level_bpe
+from core.tiny.text import CORPUS, tiny_gpt2_tokenizer, tiny_roberta_tokenizer, train_byte_level_bpe
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
 CAPTION_KEYS = ["vit-gpt2", "trocr-base-handwritten", "trocr-base-printed"]
@@ -199,23 +199,34 @@ def test_beam_score_is_the_length_normalised_log_probability(images: dict[str, I
 
 
 def test_generate_kwargs_per_mode() -> None:
-    assert GREEDY.generate_kwargs() == {
-        "max_new_tokens": 12,
-        "return_dict_in_generate": True,
-        "do_sample": False,
-        "num_beams": 1,
-    }
+    """Each mode's own settings, over the neutral value of every other setting that changes the output."""
+    neutral = {"no_repeat_ngram_size": 0, "length_penalty": 1.0, "repetition_penalty": 1.0, "early_stopping": False}
+    assert (
+        GREEDY.generate_kwargs().items()
+        >= {
+            "max_new_tokens": 12,
+            "return_dict_in_generate": True,
+            "do_sample": False,
+            "num_beams": 1,
+            **neutral,
+        }.items()
+    )
+    assert "temperature" not in GREEDY.generate_kwargs()
     assert BEAM.generate_kwargs()["num_return_sequences"] == 3
     assert BEAM.generate_kwargs(batch=True)["num_return_sequences"] == 1
-    assert SAMPLING.generate_kwargs() == {
-        "max_new_tokens": 12,
-        "return_dict_in_generate": True,
-        "do_sample": True,
-        "num_beams": 1,
-        "temperature": 0.9,
-        "top_p": 0.95,
-        "top_k": 0,
-    }
+    assert (
+        SAMPLING.generate_kwargs().items()
+        >= {
+            "max_new_tokens": 12,
+            "return_dict_in_generate": True,
+            "do_sample": True,
+            "num_beams": 1,
+            "temperature": 0.9,
+            "top_p": 0.95,
+            "top_k": 0,
+            **neutral,
+        }.items()
+    )
 
 
 # --- batches -------------------------------------------------------------------------------------
@@ -229,7 +240,7 @@ def test_batch_equals_one_by_one_greedy(key: str, images: dict[str, Image.Image]
     assert len({c.text for c in result.captions}) > 1
     data = result.to_dict()
     assert json.loads(json.dumps(data)) == data
-    assert list(data) == ["captions", "model", "model_name", "hub_id", "mode", "timings_ms", "device"]
+    assert list(data) == ["captions", "model", "model_name", "hub_id", "mode", "timings_ms", "device", "generation"]
 
 
 def test_batch_beam_keeps_the_best_beam(images: dict[str, Image.Image]) -> None:
@@ -314,7 +325,18 @@ def test_to_dict_and_load_time(images: dict[str, Image.Image]) -> None:
     first = caption(images["chelsea"], "vit-gpt2", BEAM, cache=cache)
     data = first.to_dict()
     assert json.loads(json.dumps(data)) == data
-    keys = ["caption", "candidates", "model", "model_name", "hub_id", "mode", "timings_ms", "device", "done"]
+    keys = [
+        "caption",
+        "candidates",
+        "model",
+        "model_name",
+        "hub_id",
+        "mode",
+        "timings_ms",
+        "device",
+        "generation",
+        "done",
+    ]
     assert list(data) == keys
     assert data["candidates"] == [{"text": c.text, "score": c.score} for c in first.candidates]
     assert data["caption"] == first.candidates[0].text
@@ -335,7 +357,7 @@ def test_validate_decoding_accepts_the_defaults_and_slider_floats() -> None:
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({"mode": "contrastive"}, "Decoding must be one of greedy, beam, sampling, not 'contrastive'"),
+        ({"mode": "contrastive"}, "Unknown decoding 'contrastive'. Choose one of: greedy, beam, sampling"),
         ({"max_new_tokens": 0}, "Max new tokens must be from 1 to 64, not 0"),
         ({"max_new_tokens": 65}, "Max new tokens must be from 1 to 64, not 65"),
         ({"max_new_tokens": 2.5}, "Max new tokens must be a whole number from 1 to 64"),
@@ -376,7 +398,7 @@ def test_crop_band() -> None:
     assert crop_band(image, 99.9, 100).size == (40, 1)
     with pytest.raises(InputError, match="bottom of the line must be below its top"):
         crop_band(image, 50, 50)
-    with pytest.raises(InputError, match="Top of the line must be a percentage from 0 to 100"):
+    with pytest.raises(InputError, match=r"Top of the line \(%\) must be from 0 to 100"):
         crop_band(image, -1, 50)
-    with pytest.raises(InputError, match="Bottom of the line must be a percentage"):
+    with pytest.raises(InputError, match=r"Bottom of the line \(%\) must be a number from 0 to 100"):
         crop_band(image, 0, float("nan"))

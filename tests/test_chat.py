@@ -15,6 +15,7 @@ import torch
 from PIL import Image
 
 from core import chat as core_chat
+from core import chat_memory, visual_prompts
 from core.chat import ChatOptions, build_prompt, chat, clean_answer, model_view, stream_chat
 from core.errors import InputError, ModelUnavailableError
 from core.images import load_image
@@ -153,9 +154,9 @@ def test_closing_stream_chat_stops_it(coffee: Image.Image) -> None:
 @pytest.mark.parametrize(
     ("call", "message"),
     [
-        (lambda: core_chat.validate_options(temperature=-0.1), "Temperature must be a number from 0 to 2"),
+        (lambda: core_chat.validate_options(temperature=-0.1), "Temperature must be from 0 to 2, not -0.1"),
         (lambda: core_chat.validate_options(top_p=0), "Top-p must be above 0"),
-        (lambda: core_chat.validate_options(max_new_tokens=0), "Max new tokens must be a whole number from 1 to 512"),
+        (lambda: core_chat.validate_options(max_new_tokens=0), "Max new tokens must be from 1 to 512, not 0"),
         (lambda: core_chat.validate_options(max_new_tokens=2.5), "whole number"),
         (lambda: core_chat.validate_options(seed=-1), "Seed"),
         (lambda: core_chat.validate_question("  "), "Type a question"),
@@ -178,23 +179,73 @@ def test_options_and_history_that_pass() -> None:
 
 def test_a_model_that_does_not_fit_is_refused_before_loading() -> None:
     spec = get_spec("vip-llava-7b")
-    needed = core_chat.required_bytes(spec)
+    needed = chat_memory.required_bytes(spec)
     assert 0 < needed < 50_000_000  # the tiny model: its weights on disk, not 7B parameters
-    core_chat.check_memory(spec, available=needed)
+    chat_memory.check_memory(spec, available=needed)
     with pytest.raises(ModelUnavailableError, match=r"ViP-LLaVA-7B needs about .* of RAM, and only 0\.0 GB is free"):
-        core_chat.check_memory(spec, available=1000)
+        chat_memory.check_memory(spec, available=1000)
 
 
-def test_the_cpu_notice_says_what_the_real_model_needs() -> None:
-    notice = core_chat.device_notice()
+def test_the_cpu_notice_says_what_the_real_model_needs(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(chat_memory, "available_bytes", lambda settings=None: 14 * 10**9)
+    notice = chat_memory.device_notice()
     assert notice is not None
-    assert notice.startswith("ViP-LLaVA-7B needs about 28 GB of RAM in float32 on the CPU and answers slowly")
+    assert notice.startswith(
+        "ViP-LLaVA-7B on the CPU needs about 28 GB of RAM in float32, 14 GB in bfloat16 or 8.0 GB with int8 weights."
+    )
+    assert "With 14 GB of free memory here it would load with int8 weights" in notice
     assert "float16" in notice
+    monkeypatch.setattr(chat_memory, "available_bytes", lambda settings=None: 4 * 10**9)
+    assert "It does not fit in the 4.0 GB of memory free here" in chat_memory.device_notice()
+
+
+REAL_COUNTS = {"full_precision": 324_000_000, "language": 6_739_000_000}
+
+
+@pytest.mark.parametrize(
+    ("free_gb", "native_bf16", "expected"),
+    [(40, False, "float32"), (30, True, "bfloat16"), (30, False, "int8"), (12, True, "int8"), (10, False, "int8")],
+)
+def test_the_first_form_that_fits_is_chosen(
+    monkeypatch: pytest.MonkeyPatch, free_gb: int, native_bf16: bool, expected: str
+) -> None:
+    monkeypatch.setattr(chat_memory, "parameter_counts", lambda spec, settings=None: REAL_COUNTS)
+    monkeypatch.setattr(chat_memory, "native_bfloat16", lambda: native_bf16)
+    spec = get_spec("vip-llava-7b")
+    assert chat_memory.choose_form(spec, available=free_gb * 10**9) == expected
+    assert chat_memory.form_bytes(spec, "int8") == pytest.approx((6.739e9 + 4 * 0.324e9) * 1.2, rel=1e-3)
+
+
+def test_no_form_that_fits_is_refused_with_what_would(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(chat_memory, "parameter_counts", lambda spec, settings=None: REAL_COUNTS)
+    with pytest.raises(
+        ModelUnavailableError,
+        match=r"needs about 9\.6 GB of RAM, and only 6\.0 GB is free\. Free some memory, run it on a GPU",
+    ):
+        chat_memory.choose_form(get_spec("vip-llava-7b"), available=6 * 10**9)
+
+
+def test_the_int8_form_loads_quantized_weights_and_answers(
+    fresh_settings: pytest.MonkeyPatch, coffee: Image.Image
+) -> None:
+    fresh_settings.setenv("PLAYGROUND_CHAT_CPU_FORM", "int8")
+    from core.models import ModelCache, load_model
+
+    cache = ModelCache(2**40, loader=load_model)
+    result = chat(coffee, BOX, "What is within the red rectangle?", options=ChatOptions(0, 0.9, 8, 0), cache=cache)
+    assert result.done and result.weights == "int8 weights (vision tower in float32)"
+    loaded, _ = cache.get("vip-llava-7b")
+    language = loaded.model.model.language_model.layers[0].self_attn.q_proj.weight
+    vision = loaded.model.model.vision_tower.encoder.layers[0].self_attn.q_proj.weight
+    assert hasattr(language, "qdata") and language.qdata.dtype == torch.int8
+    assert not hasattr(vision, "qdata") and vision.dtype == torch.float32
+    assert not hasattr(loaded.model.lm_head.weight, "qdata")
+    assert loaded.nbytes < sum(p.numel() * 4 for p in loaded.model.parameters())
 
 
 def test_parameter_count_reads_the_weights() -> None:
     loaded, _ = get_cache().get("vip-llava-7b")
-    assert core_chat.parameter_count(get_spec("vip-llava-7b")) == sum(p.numel() for p in loaded.model.parameters())
+    assert chat_memory.parameter_count(get_spec("vip-llava-7b")) == sum(p.numel() for p in loaded.model.parameters())
 
 
 def test_a_too_long_conversation_is_refused(coffee: Image.Image) -> None:
@@ -316,13 +367,13 @@ def test_the_brush_has_the_named_colours_and_the_scribble_width() -> None:
 def test_a_9_pixel_stroke_on_the_canvas_is_a_scribble_on_the_photo(
     size: tuple[int, int], canvas: tuple[int, int], width: int
 ) -> None:
-    assert chat_tab._editor_size(size) == canvas
+    assert chat_tab.editor_size(size) == canvas
     layer = np.zeros((canvas[1], canvas[0], 4), np.uint8)
     middle = canvas[1] // 2
     layer[middle - 4 : middle + 5, 100:800] = (0, 0, 255, 255)  # 9 pixels wide, as the brush paints
-    painted = np.asarray(chat_tab.vp.paint(Image.new("RGB", size), chat_tab.vp.brush_strokes([layer])))
+    painted = np.asarray(visual_prompts.paint(Image.new("RGB", size), visual_prompts.brush_strokes([layer])))
     column = (painted[:, size[0] // 2] == COLORS["blue"]).all(axis=-1)
-    assert abs(int(column.sum()) - width) <= 1 and width == chat_tab.vp.brush_width(size)
+    assert abs(int(column.sum()) - width) <= 1 and width == visual_prompts.brush_width(size)
 
 
 def test_the_brush_panel_keeps_the_last_sketch_of_each_session(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -3,6 +3,7 @@ request validation, the agreement summary, progress and shared preprocessing."""
 
 from __future__ import annotations
 
+import copy
 import itertools
 import json
 import math
@@ -20,12 +21,13 @@ from core.classify import (
     agreement_summary,
     classify,
     classify_models,
+    output_labels,
     validate_request,
 )
 from core.errors import InputError
 from core.images import load_image
 from core.models import ModelCache, get_cache, reset_cache
-from core.registry import REGISTRY, specs_for
+from core.registry import REGISTRY, imagenet_labels, specs_for
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
 CLASSIFY_KEYS = [spec.key for spec in specs_for("classify")]
@@ -65,7 +67,11 @@ def test_classify_models_are_the_classify_registry_entries() -> None:
 @pytest.mark.parametrize("key", CLASSIFY_KEYS)
 def test_parity_with_the_transformers_pipeline(key: str, images: dict[str, Image.Image]) -> None:
     loaded, _ = get_cache().get(key)
-    pipe = transformers.pipeline("image-classification", model=loaded.model, image_processor=loaded.processor)
+    model = loaded.model
+    if sorted(model.config.id2label) != list(range(model.config.num_labels)):  # BEiT-22k: see the next test
+        model = copy.deepcopy(model)
+        model.config.id2label = dict(enumerate(output_labels(model.config)))
+    pipe = transformers.pipeline("image-classification", model=model, image_processor=loaded.processor)
     for name, image in images.items():
         expected = pipe(image, top_k=5)
         result = classify(image, [key], top_k=5)
@@ -75,6 +81,23 @@ def test_parity_with_the_transformers_pipeline(key: str, images: dict[str, Image
         for prediction, reference in zip(ours, expected, strict=True):
             assert prediction.score == pytest.approx(reference["score"], abs=1e-5), name
         assert all(a.score >= b.score for a, b in itertools.pairwise(ours))
+
+
+def test_the_22k_labels_follow_the_checkpoints_keys_with_two_deleted(images: dict[str, Image.Image]) -> None:
+    """BEiT-22k's id2label keeps the keys of 21,843 classes with 9205 and 15027 deleted (docs/checkpoints.md):
+    transformers' pipeline fails on it; output i is the label of the i-th key."""
+    loaded, _ = get_cache().get("beit-base-224-22k")
+    config = loaded.model.config
+    assert len(config.id2label) == config.num_labels == 21841
+    assert 9205 not in config.id2label and 15027 not in config.id2label and max(config.id2label) == 21842
+    labels = output_labels(config)
+    assert labels == list(imagenet_labels(21841))
+    assert labels[9205] == config.id2label[9206] and labels[21840] == config.id2label[21842]
+    pipe = transformers.pipeline("image-classification", model=loaded.model, image_processor=loaded.processor)
+    with pytest.raises(KeyError):
+        pipe(images["chelsea"], top_k=21841)
+    predictions = classify(images["chelsea"], ["beit-base-224-22k"], top_k=MAX_TOP_K).results[0].predictions
+    assert {p.label for p in predictions} <= set(labels)
 
 
 def test_different_images_give_different_predictions(images: dict[str, Image.Image]) -> None:

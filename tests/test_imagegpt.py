@@ -14,10 +14,7 @@ import torch
 from core.errors import InputError
 from core.imagegpt import (
     SIDE,
-    FastSampler,
     SamplingOptions,
-    _GraphStep,
-    _sample,
     clusters_of,
     complete,
     complete_stream,
@@ -27,6 +24,7 @@ from core.imagegpt import (
     sampler_for,
     tokens_to_images,
 )
+from core.imagegpt_sampler import FastSampler, _GraphStep, _sample
 from core.images import load_image
 from core.models import get_cache
 from core.streaming import last
@@ -132,12 +130,12 @@ def test_completion_stream_starts_after_the_kept_rows() -> None:
 @pytest.mark.parametrize(
     ("options", "message"),
     [
-        (SamplingOptions(num_images=0), "number of images must be a whole number from 1 to 16"),
+        (SamplingOptions(num_images=0), "number of images must be from 1 to 16, not 0"),
         (SamplingOptions(num_images=17), "from 1 to 16"),
-        (SamplingOptions(temperature=0), "Temperature must be a number"),
+        (SamplingOptions(temperature=0), "Temperature must be from 0.05 to 5, not 0"),
         (SamplingOptions(top_k=2.5), "Top-k must be a whole number"),
         (SamplingOptions(top_p=float("nan")), "Top-p must be a number"),
-        (SamplingOptions(seed=-1), "seed must be a whole number"),
+        (SamplingOptions(seed=-1), "Seed must be from 0 to 2147483647, not -1"),
     ],
 )
 def test_bad_options_are_refused(options: SamplingOptions, message: str) -> None:

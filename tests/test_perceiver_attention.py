@@ -8,8 +8,9 @@ import copy
 import pytest
 import torch
 
-from core.flow import TILE, tiny_perceiver_flow
+from core.flow import TILE
 from core.perceiver_attention import PATCHED, use_sdpa_attention, uses_sdpa_attention
+from core.tiny.flow import tiny_perceiver_flow
 
 
 @pytest.fixture(scope="module")

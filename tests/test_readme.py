@@ -7,7 +7,7 @@ from pathlib import Path
 
 import yaml
 
-from core.registry import REGISTRY
+from core.download import repositories
 
 ROOT = Path(__file__).resolve().parent.parent
 README = (ROOT / "README.md").read_text(encoding="utf-8")
@@ -20,8 +20,12 @@ def _header() -> str:
 
 
 def test_preload_from_hub_lists_every_registry_checkpoint() -> None:
+    """Each item is `repo` or `repo file1,file2` (as `python -m core.download --spaces-header` prints it):
+    every checkpoint, and the tokenizer repositories of those that ship none."""
     preload = yaml.safe_load(_header())["preload_from_hub"]
-    assert preload == [spec.hub_id for spec in REGISTRY.values()]
+    assert [item.split()[0] for item in preload] == repositories()
+    for item in preload:
+        assert len(item.split()) in (1, 2), item
 
 
 def test_spaces_header_pins_the_installed_gradio() -> None:

@@ -109,7 +109,7 @@ def test_semantic_equals_pipeline(key: str, photo: str) -> None:
     assert sum(s.area_percent for s in ours.segments) == pytest.approx(100.0, abs=1e-3)
 
 
-@pytest.mark.parametrize("thresholds", [OPEN, Thresholds(0.0, 0.01, 0.5), Thresholds(0.06, 0.01, 0.0)])
+@pytest.mark.parametrize("thresholds", [OPEN, Thresholds(0.0, 0.05, 0.5), Thresholds(0.06, 0.01, 0.0)])
 def test_panoptic_equals_pipeline(cat: Image.Image, thresholds: Thresholds) -> None:
     ours = segment(cat, PANOPTIC, "panoptic", thresholds, fuse_stuff=False)
     theirs = _pipeline(PANOPTIC)(
@@ -154,7 +154,7 @@ def test_mask_threshold_changes_the_masks(cat: Image.Image) -> None:
 
 
 def test_overlap_threshold_drops_fragmented_segments(cat: Image.Image) -> None:
-    counts = [len(segment(cat, PANOPTIC, "panoptic", Thresholds(0.0, 0.01, o)).segments) for o in (0.0, 0.5, 0.8)]
+    counts = [len(segment(cat, PANOPTIC, "panoptic", Thresholds(0.0, 0.05, o)).segments) for o in (0.0, 0.5, 0.8)]
     assert counts[0] > counts[1] > counts[2]
 
 

@@ -166,3 +166,30 @@ def test_max_upload_bytes(env: pytest.MonkeyPatch, mb: str, expected: int) -> No
     settings = load_settings()
     assert isinstance(settings, Settings)
     assert settings.max_upload_bytes == expected
+
+
+def test_the_cpu_quota_caps_the_threads(tmp_path: Path) -> None:
+    from core.runtime import cpu_quota
+
+    (tmp_path / "cpu.max").write_text("200000 100000\n")
+    assert cpu_quota(tmp_path) == 2.0
+    (tmp_path / "cpu.max").write_text("max 100000\n")
+    assert cpu_quota(tmp_path) is None
+    (tmp_path / "cpu.max").unlink()
+    (tmp_path / "cpu").mkdir()
+    (tmp_path / "cpu" / "cpu.cfs_quota_us").write_text("150000\n")
+    (tmp_path / "cpu" / "cpu.cfs_period_us").write_text("100000\n")
+    assert cpu_quota(tmp_path) == 1.5
+    (tmp_path / "cpu" / "cpu.cfs_quota_us").write_text("-1\n")
+    assert cpu_quota(tmp_path) is None
+    assert cpu_quota(tmp_path / "missing") is None
+
+
+def test_usable_cores_follow_the_quota(monkeypatch: pytest.MonkeyPatch) -> None:
+    from core import runtime
+
+    monkeypatch.setattr(runtime.os, "sched_getaffinity", lambda pid: set(range(16)))
+    monkeypatch.setattr(runtime, "cpu_quota", lambda: 2.0)
+    assert runtime.usable_cores() == (2, "the CPU quota of 2")
+    monkeypatch.setattr(runtime, "cpu_quota", lambda: None)
+    assert runtime.usable_cores() == (16, "16 cores")

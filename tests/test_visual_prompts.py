@@ -137,7 +137,7 @@ def test_parse_shapes_round_trip() -> None:
     ("data", "message"),
     [
         ({"kind": "triangle", "color": "red", "points": [[1, 1], [2, 2]]}, "Unknown kind of mark 'triangle'"),
-        ({"kind": "point", "color": "green", "points": [[1, 1]]}, "Unknown colour 'green'. Use one of: red, lime"),
+        ({"kind": "point", "color": "green", "points": [[1, 1]]}, "Unknown colour 'green'. Choose one of: red, lime"),
         ({"kind": "point", "color": "red", "points": [[1, 1], [2, 2]]}, "A point needs 1 point, not 2"),
         ({"kind": "arrow", "color": "red", "points": [[1, 1]]}, "An? arrow needs 2 points, not 1"),
         ({"kind": "rectangle", "color": "red", "points": [[5, 5], [5, 5]]}, "must be at different places"),

@@ -1,40 +1,27 @@
-"""Tiny random segmentation models of the real classes, with the real label sets and processors."""
+"""Tiny segmentation models of the real classes, with the real label sets and processors."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from core.registry import IMAGENET_MEAN, IMAGENET_STD, label_kwargs, label_list
+from core.tiny.common import BICUBIC, BILINEAR, IMAGENET_MEAN, IMAGENET_STD, beit_config, beit_processor, named_labels
 
 
 def tiny_beit_semantic(labels: str) -> tuple[Any, Any]:
-    from transformers import BeitConfig, BeitImageProcessorPil
-
-    config = BeitConfig(
-        hidden_size=32,
+    config = beit_config(
         num_hidden_layers=4,
-        num_attention_heads=2,
-        intermediate_size=64,
         image_size=640,
-        patch_size=16,
-        use_relative_position_bias=True,
         use_auxiliary_head=False,
         auxiliary_channels=16,
         out_indices=[0, 1, 2, 3],
         pool_scales=[1, 2, 3, 6],
-        **label_kwargs(label_list(labels)),
+        **named_labels(labels),
     )
-    processor = BeitImageProcessorPil(
-        size={"height": 640, "width": 640},
-        do_center_crop=False,
-        image_mean=[0.5, 0.5, 0.5],
-        image_std=[0.5, 0.5, 0.5],
-        do_reduce_labels=True,
-    )
-    return config, processor
+    return config, beit_processor(640, BICUBIC)
 
 
-def tiny_mask2former(labels: str, reduce_labels: bool) -> tuple[Any, Any]:
+def tiny_mask2former(labels: str) -> tuple[Any, Any]:
+    """Mask2Former Swin-S: the checkpoints' processors resize to a fixed 384 x 384 and pad to a multiple of 32."""
     from transformers import Mask2FormerConfig, Mask2FormerImageProcessorPil, SwinConfig
 
     backbone = SwinConfig(
@@ -56,14 +43,15 @@ def tiny_mask2former(labels: str, reduce_labels: bool) -> tuple[Any, Any]:
         num_attention_heads=2,
         dim_feedforward=64,
         num_queries=20,
-        **label_kwargs(label_list(labels)),
+        **named_labels(labels),
     )
     processor = Mask2FormerImageProcessorPil(
-        size={"shortest_edge": 384, "longest_edge": 1333},
+        size={"height": 384, "width": 384},
         size_divisor=32,
+        resample=BILINEAR,
         image_mean=IMAGENET_MEAN,
         image_std=IMAGENET_STD,
         ignore_index=255,
-        do_reduce_labels=reduce_labels,
+        do_reduce_labels=False,
     )
     return config, processor

@@ -8,7 +8,9 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-ASSETS = Path(__file__).resolve().parent.parent / "assets"
+from core.tiny.common import BILINEAR
+
+ASSETS = Path(__file__).resolve().parent.parent.parent / "assets"
 PALETTE_PHOTOS = ("chelsea.jpg", "coffee.jpg", "astronaut.jpg", "grace_hopper.jpg")
 NUM_CLUSTERS = 512
 
@@ -39,6 +41,10 @@ def tiny_imagegpt() -> tuple[Any, Any]:
         vocab_size=NUM_CLUSTERS + 1, n_positions=32 * 32, n_embd=32, n_layer=2, n_head=2, tie_word_embeddings=False
     )
     processor = ImageGPTImageProcessorPil(
-        clusters=example_photo_clusters(), size={"height": 32, "width": 32}, do_color_quantize=True
+        clusters=example_photo_clusters(),
+        size={"height": 32, "width": 32},
+        resample=BILINEAR,
+        do_normalize=True,
+        do_color_quantize=True,
     )
     return config, processor

@@ -1,19 +1,18 @@
-"""A tiny ViP-LLaVA for tiny mode, built offline: CLIP vision tower + Llama text model, and a
-LlavaProcessor (the class of llava-hf/vip-llava-7b-hf) whose tokenizer is trained on the shipped corpus.
+"""A tiny ViP-LLaVA: CLIP vision tower + Llama text model, and a LlavaProcessor (the class of
+llava-hf/vip-llava-7b-hf) whose tokenizer is trained on the shipped corpus.
 
 The image processor keeps the real geometry (336 px, patches of 14, 576 image tokens) and the
-tokenizer has the real special tokens (`<unk>`, `<s>`, `</s>`, `<image>`, `<pad>`), so that
-processor -> `generate` -> decode runs exactly as with the real checkpoint (the words are real,
-the answers are random).
+tokenizer has the real special tokens in the real order (`<unk>`, `<s>`, `</s>`, then `<image>` and
+`<pad>` after the vocabulary), so that processor -> `generate` -> decode runs exactly as with the real
+checkpoint (the words are real, the answers are random).
 """
 
 from __future__ import annotations
 
-import json
-import string
 from typing import Any
 
-from core.tiny_text import CORPUS
+from core.tiny.common import BICUBIC
+from core.tiny.text import train_bpe
 
 IMAGE_SIZE = 336
 PATCH_SIZE = 14
@@ -26,41 +25,19 @@ VISION_FEATURE_LAYERS = [-2, -3, -4, -5, 1]
 idea for a 5-layer tower: four from the top and one from the bottom."""
 
 
-def train_metaspace_bpe(
-    extra_lines: tuple[str, ...] = (), vocab_size: int = 1000
-) -> tuple[dict[str, int], list[tuple[str, str]]]:
-    """(vocab, merges) of a SentencePiece-style BPE ("▁" marks a word start) trained on the shipped
-    corpus and `extra_lines`, with `<unk>`, `<s>`, `</s>` as ids 0, 1, 2 like Llama's; every printable
-    ASCII character is in the vocabulary."""
-    from tokenizers import Tokenizer, models, pre_tokenizers, trainers
-
-    tokenizer = Tokenizer(models.BPE(unk_token="<unk>"))
-    tokenizer.pre_tokenizer = pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="always", split=True)
-    trainer = trainers.BpeTrainer(
-        vocab_size=vocab_size,
-        min_frequency=1,
-        special_tokens=list(LLAMA_SPECIAL_TOKENS),
-        initial_alphabet=list(string.ascii_letters + string.digits + string.punctuation),
-        show_progress=False,
-    )
-    lines = [line for line in CORPUS.read_text(encoding="utf-8").splitlines() if line.strip()]
-    lines += extra_lines
-    tokenizer.train_from_iterator(lines, trainer=trainer)
-    model = json.loads(tokenizer.to_str())["model"]
-    return model["vocab"], [tuple(merge) for merge in model["merges"]]
-
-
 def tiny_llama_tokenizer() -> Any:
-    """A Llama tokenizer (BOS added, `<image>` and `<pad>` special tokens after the vocabulary, as in
-    llava-hf/vip-llava-7b-hf)."""
+    """A Llama tokenizer (BOS added) with `<image>` then `<pad>` added after the vocabulary, as the
+    conversion of llava-hf/vip-llava-7b-hf adds them."""
     from transformers import LlamaTokenizer
 
     from core.chat import SYSTEM_PROMPT
 
-    vocab, merges = train_metaspace_bpe((SYSTEM_PROMPT, "###Human: ###Assistant:"))
+    vocab, merges = train_bpe(
+        LLAMA_SPECIAL_TOKENS, byte_level=False, extra_lines=(SYSTEM_PROMPT, "###Human: ###Assistant:")
+    )
     tokenizer = LlamaTokenizer(vocab=vocab, merges=merges, add_bos_token=True, add_eos_token=False)
-    tokenizer.add_special_tokens({"pad_token": "<pad>"})
     tokenizer.add_tokens(["<image>"], special_tokens=True)
+    tokenizer.add_special_tokens({"pad_token": "<pad>"})
     return tokenizer
 
 
@@ -70,7 +47,7 @@ def tiny_processor() -> Any:
     image_processor = CLIPImageProcessorPil(
         do_resize=True,
         size={"shortest_edge": IMAGE_SIZE},
-        resample=3,
+        resample=BICUBIC,
         do_center_crop=True,
         crop_size={"height": IMAGE_SIZE, "width": IMAGE_SIZE},
         image_mean=CLIP_MEAN,
@@ -118,7 +95,6 @@ def tiny_vip_llava() -> tuple[Any, Any]:
         text_config=text,
         image_token_index=tokenizer.convert_tokens_to_ids("<image>"),
         vision_feature_layer=VISION_FEATURE_LAYERS,
-        image_seq_length=(IMAGE_SIZE // PATCH_SIZE) ** 2,
     )
     config.pad_token_id = tokenizer.pad_token_id
     return config, processor
