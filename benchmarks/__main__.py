@@ -11,7 +11,9 @@ imagegpt (the sampler against generate), zero-shot (clip-italian: batched and ca
 against one processor + model call per photo), inside (attention maps through the loaded model switched
 to eager for the call, against a second eager copy; classification right after), vqa (detector +
 VisualBERT, first and repeated question), serve (requests per second through the in-process core and Ray
-Serve replicas; needs requirements-serve.txt, so it runs only when asked for).
+Serve replicas; needs requirements-serve.txt, so it runs only when asked for), chat-cpu (ViP-LLaVA-7B on
+the CPU in each form that fits: memory, first token, tokens per second, agreement with float32; writes
+14 GB and takes many minutes, so it runs only when asked for; --chat-dir says where).
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ from core.settings import reset_settings
 
 RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
 BENCHMARKS = ["startup", "classify", "segment", "caption", "perceiver-flow", "imagegpt", "zero-shot", "inside", "vqa"]
-ON_REQUEST = ["serve"]
+ON_REQUEST = ["serve", "chat-cpu"]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -41,6 +43,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
     parser.add_argument("--repeat", type=int, default=3, help="timed runs per measurement (median)")
     parser.add_argument("--quick", action="store_true", help="smaller workloads (not for recorded figures)")
+    parser.add_argument("--chat-dir", type=Path, default=Path("/tmp/playground-chat-cpu"), help="chat-cpu checkpoints")
     parser.add_argument("--no-record", action="store_true", help=f"print only; do not update {RESULTS.name}")
     args = parser.parse_args(argv)
 
@@ -84,6 +87,20 @@ def main(argv: list[str] | None = None) -> int:
         print(section)
         if not args.no_record and not args.quick:
             record(section, f"{device.type} serve")
+    if "chat-cpu" in only:
+        from benchmarks import chat_cpu
+
+        steps = 16 if args.quick else 64
+        forms = ["int8"] if args.quick else ["float32", "bfloat16", "int8"]
+        chat_rows = chat_cpu.run(args.chat_dir, forms, new_tokens=4 if args.quick else 16, steps=steps)
+        section = (
+            f"## chat-cpu on {machine()}\n\n{stamp}{' (quick)' if args.quick else ''}; ViP-LLaVA-7B's full-size "
+            f"architecture with random weights, loaded by the app's loader, one greedy answer\n\n"
+            f"{chat_cpu.markdown(chat_rows, steps)}\n"
+        )
+        print(section)
+        if not args.no_record and not args.quick:
+            record(section, "cpu chat-cpu")
     for name, rows in results.items():
         section = (
             f"## {name} on {machine()}\n\n{stamp}{' (quick)' if args.quick else ''}; "
