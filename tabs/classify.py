@@ -12,7 +12,17 @@ from core import classify as core_classify
 from core.images import load_image
 from core.settings import get_settings
 from tabs import zero_shot
-from tabs.components import api_json, beside_photo, model_choices, on_gpu, run_model, standalone, ui_only, user_errors
+from tabs.components import (
+    about_models,
+    api_json,
+    beside_photo,
+    model_picker,
+    on_gpu,
+    run_model,
+    standalone,
+    ui_only,
+    user_errors,
+)
 
 DEFAULT_MODELS = ["beit-base-224", "levit-128S", "perceiver-conv"]
 ClassifyFn = Callable[..., dict[str, Any]]
@@ -58,21 +68,16 @@ def build_imagenet(classify_fn: ClassifyFn = classify_image) -> None:
     """Lay out the ImageNet classifiers inside the current Blocks context."""
     specs = core_classify.classify_models()
     with beside_photo("chelsea.jpg", "coffee.jpg", "grace_hopper.jpg", "astronaut.jpg") as image:
-        models = gr.CheckboxGroup(
-            choices=model_choices(specs),
-            value=DEFAULT_MODELS,
+        models = model_picker(
+            specs,
+            DEFAULT_MODELS,
+            "Pick one or several to compare side by side. Each loads on first use.",
+            gr.CheckboxGroup,
             label="Models",
-            info="Pick one or several to compare side by side. Each loads on first use.",
         )
         top_k = gr.Slider(1, core_classify.MAX_TOP_K, value=get_settings().default_top_k, step=1, label="Top-k labels")
         run = gr.Button("Classify", variant="primary")
-        with gr.Accordion("About these models", open=False):
-            gr.Markdown(
-                "\n".join(
-                    ["| model | checkpoint | |", "| --- | --- | --- |"]
-                    + [f"| {s.name} | `{s.hub_id}` | {s.description} |" for s in specs]
-                )
-            )
+        about_models(specs)
     summary = gr.Markdown(elem_id="classify-summary")
     cards = gr.Column()
     result = api_json("classify")

@@ -179,9 +179,23 @@ def beside_photo(*examples: str, label: str = "Image", height: int = 360) -> Ite
             yield image
 
 
-def model_choices(specs: Iterable[ModelSpec]) -> list[tuple[str, str]]:
-    """(name shown, registry key) of each model, as a Dropdown, Radio or CheckboxGroup takes them."""
-    return [(spec.name, spec.key) for spec in specs]
+def model_picker(
+    specs: Iterable[ModelSpec], value: Any, info: str, component: type[Any] = gr.Dropdown, label: str = "Model"
+) -> Any:
+    """A Dropdown (or Radio, CheckboxGroup) of registry models: their names shown, their keys as values."""
+    return component(choices=[(spec.name, spec.key) for spec in specs], value=value, label=label, info=info)
+
+
+def about_models(specs: Iterable[ModelSpec], columns: dict[str, Callable[[ModelSpec], str]] | None = None) -> None:
+    """A closed "About these models" accordion: a table of each model's name, checkpoint, `columns`
+    (header -> the cell of a model) and description."""
+    columns = columns or {}
+    headers = ["model", "checkpoint", *columns, ""]
+    rows = [
+        [spec.name, f"`{spec.hub_id}`", *(cell(spec) for cell in columns.values()), spec.description] for spec in specs
+    ]
+    with gr.Accordion("About these models", open=False):
+        gr.Markdown("\n".join("| " + " | ".join(row) + " |" for row in [headers, ["---"] * len(headers), *rows]))
 
 
 def api_json(label: str | None = None) -> gr.JSON:

@@ -12,9 +12,10 @@ from PIL import Image
 from core import segment as core_segment
 from core.images import load_image
 from tabs.components import (
+    about_models,
     api_json,
     beside_photo,
-    model_choices,
+    model_picker,
     on_gpu,
     output_dir,
     run_model,
@@ -129,12 +130,7 @@ def build(segment_fn: SegmentFn = segment_image) -> None:
     specs = core_segment.segment_models()
     default_modes = core_segment.get_spec(DEFAULT_MODEL).segment_modes
     with beside_photo("astronaut.jpg", "coffee.jpg", "chelsea.jpg", "grace_hopper.jpg") as image:
-        model = gr.Dropdown(
-            choices=model_choices(specs),
-            value=DEFAULT_MODEL,
-            label="Model",
-            info="Each model loads on first use.",
-        )
+        model = model_picker(specs, DEFAULT_MODEL, "Each model loads on first use.")
         mode = gr.Radio(
             choices=list(default_modes), value=default_modes[0], label="Mode", info=MODE_INFO[default_modes[0]]
         )
@@ -157,13 +153,7 @@ def build(segment_fn: SegmentFn = segment_image) -> None:
                 value=True, label="Fuse stuff classes", info="One segment per stuff class (sky, grass, ...)."
             )
         run = gr.Button("Segment", variant="primary")
-        with gr.Accordion("About these models", open=False):
-            gr.Markdown(
-                "\n".join(
-                    ["| model | checkpoint | modes | |", "| --- | --- | --- | --- |"]
-                    + [f"| {s.name} | `{s.hub_id}` | {', '.join(s.segment_modes)} | {s.description} |" for s in specs]
-                )
-            )
+        about_models(specs, {"modes": lambda spec: ", ".join(spec.segment_modes)})
     summary = gr.Markdown(elem_id="segment-summary")
     with gr.Row():
         with gr.Column(scale=3), gr.Tabs():

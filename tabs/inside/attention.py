@@ -16,7 +16,7 @@ from tabs.components import (
     api_json,
     as_files,
     beside_photo,
-    model_choices,
+    model_picker,
     on_gpu,
     output_dir,
     run_model,
@@ -121,12 +121,7 @@ def build(attention_fn: AttentionFn = show_attention) -> None:
     """Lay out the sub-tab inside the current Blocks context."""
     specs = core_attention.attention_models()
     with beside_photo("chelsea.jpg", "coffee.jpg", "grace_hopper.jpg", "astronaut.jpg") as image:
-        model = gr.Dropdown(
-            choices=model_choices(specs),
-            value=DEFAULT_MODEL,
-            label="Model",
-            info="The Classify tab's models (the same loaded copy).",
-        )
+        model = model_picker(specs, DEFAULT_MODEL, "The Classify tab's models (the same loaded copy).")
         method = gr.Radio(list(core_attention.METHODS), value="last layer", label="Method", info=METHOD_INFO["BEiT"])
         with gr.Row():
             layer = gr.Slider(0, 24, value=0, step=1, label="Layer", info="0 = the last; BEiT-base has 12, LeViT 11-14")
