@@ -94,12 +94,12 @@ def classify_photos(
     labels: str | Sequence[str],
     template: str | None = DEFAULT_TEMPLATE,
     *,
+    lines_only: bool = False,
+    what: str = "label",
     model: str = DEFAULT_MODEL,
     cache: ModelCache | None = None,
     embeddings: EmbeddingCache | None = None,
     progress: ProgressFn | None = None,
-    lines_only: bool = False,
-    what: str = "label",
 ) -> BatchResult:
     """Score `labels` (put into `template`) for each photo: one batch through the text encoder, the
     photos' embeddings from the cache or in batches through the image encoder."""

@@ -68,11 +68,8 @@ class ZeroShotResult:
         return {
             "labels": [asdict(score) for score in self.scores],
             "template": self.template,
-            "logit_scale": self.model.logit_scale,
-            "notes": self.notes,
             "image_embedding": "cached" if self.timings.images_cached else "computed",
-            "timings_ms": _timings_dict(self.timings),
-            **_model_dict(self.model),
+            **_shared_dict(self.notes, self.timings, self.model),
         }
 
 
@@ -101,11 +98,8 @@ class SearchResult:
             "query": self.query,
             "ranking": [asdict(match) for match in self.matches],
             "images": self.count,
-            "logit_scale": self.model.logit_scale,
-            "notes": self.notes,
             "embeddings": {"computed": self.timings.images_computed, "cached": self.timings.images_cached},
-            "timings_ms": _timings_dict(self.timings),
-            **_model_dict(self.model),
+            **_shared_dict(self.notes, self.timings, self.model),
         }
 
 
@@ -119,17 +113,17 @@ class BatchResult:
     model: ModelInfo
 
 
-def _timings_dict(timings: Timings) -> dict[str, Any]:
+def _shared_dict(notes: list[str], timings: Timings, model: ModelInfo) -> dict[str, Any]:
+    """What every zero-shot answer carries: notes, timings in ms, and the model."""
     return {
-        "preprocess": timings.preprocess,
-        "image_encoder": timings.image_encoder,
-        "text_encoder": timings.text_encoder,
-        "load": timings.load,
-    }
-
-
-def _model_dict(model: ModelInfo) -> dict[str, Any]:
-    return {
+        "logit_scale": model.logit_scale,
+        "notes": notes,
+        "timings_ms": {
+            "preprocess": timings.preprocess,
+            "image_encoder": timings.image_encoder,
+            "text_encoder": timings.text_encoder,
+            "load": timings.load,
+        },
         "model": model.key,
         "model_name": model.name,
         "hub_id": model.hub_id,
