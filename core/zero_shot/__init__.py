@@ -52,7 +52,16 @@ from core.zero_shot.requests import (
     zero_shot,
     zero_shot_models,
 )
-from core.zero_shot.results import BatchResult, LabelScore, Match, ModelInfo, SearchResult, Timings, ZeroShotResult
+from core.zero_shot.results import (
+    Answer,
+    BatchResult,
+    LabelScore,
+    Match,
+    ModelInfo,
+    SearchResult,
+    Timings,
+    ZeroShotResult,
+)
 from core.zero_shot.text import (
     DEFAULT_TEMPLATE,
     MAX_LABELS,
@@ -74,6 +83,7 @@ __all__ = [
     "MAX_TEMPLATE_CHARS",
     "PLACEHOLDER",
     "TASK",
+    "Answer",
     "BatchResult",
     "EmbeddingCache",
     "ImageEmbeddings",

@@ -117,7 +117,7 @@ def classify_photos(
     scores = [_label_scores(names, prompts, row, info.logit_scale) for row in encoded.cosines]
     if progress:
         progress(1.0, "Done")
-    return BatchResult(scores, notes, encoded.timings, info)
+    return BatchResult(scores, notes=notes, timings=encoded.timings, model=info)
 
 
 @runs_in("zero-shot", worker_owned=("embeddings",))
@@ -137,7 +137,7 @@ def zero_shot(
     batch = classify_photos(
         [image], labels, template, model=model, cache=cache, embeddings=embeddings, progress=progress
     )
-    return ZeroShotResult(batch.scores[0], template, batch.notes, batch.timings, batch.model)
+    return ZeroShotResult(batch.scores[0], template, notes=batch.notes, timings=batch.timings, model=batch.model)
 
 
 @runs_in("zero-shot", worker_owned=("embeddings",))
@@ -153,7 +153,7 @@ def rank_captions(
     """Captions (one per line, used as they are) ranked for one photo."""
     options = {"model": model, "cache": cache, "embeddings": embeddings, "progress": progress}
     batch = classify_photos([image], captions, PLACEHOLDER, lines_only=True, what="caption", **options)
-    return ZeroShotResult(batch.scores[0], PLACEHOLDER, batch.notes, batch.timings, batch.model)
+    return ZeroShotResult(batch.scores[0], PLACEHOLDER, notes=batch.notes, timings=batch.timings, model=batch.model)
 
 
 @runs_in("zero-shot", worker_owned=("embeddings",))
@@ -185,4 +185,4 @@ def search_images(
         notes.append("With one photo its probability is always 100%: add more photos to compare.")
     if progress:
         progress(1.0, "Done")
-    return SearchResult(query, matches, len(encoded.photos), notes, encoded.timings, info)
+    return SearchResult(query, matches, len(encoded.photos), notes=notes, timings=encoded.timings, model=info)

@@ -54,22 +54,46 @@ class Timings:
         )
 
 
+@dataclass(kw_only=True)
+class Answer:
+    """What every zero-shot request answers besides its result: notes for the user, timings, the model."""
+
+    notes: list[str]
+    timings: Timings
+    model: ModelInfo
+
+    def shared_dict(self) -> dict[str, Any]:
+        timings = self.timings
+        return {
+            "logit_scale": self.model.logit_scale,
+            "notes": self.notes,
+            "timings_ms": {
+                "preprocess": timings.preprocess,
+                "image_encoder": timings.image_encoder,
+                "text_encoder": timings.text_encoder,
+                "load": timings.load,
+            },
+            "model": self.model.key,
+            "model_name": self.model.name,
+            "hub_id": self.model.hub_id,
+            "device": self.model.device,
+            "text_max_tokens": self.model.text_max_tokens,
+        }
+
+
 @dataclass
-class ZeroShotResult:
+class ZeroShotResult(Answer):
     """Labels of one photo, most probable first."""
 
     scores: list[LabelScore]
     template: str
-    notes: list[str]
-    timings: Timings
-    model: ModelInfo
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "labels": [asdict(score) for score in self.scores],
             "template": self.template,
             "image_embedding": "cached" if self.timings.images_cached else "computed",
-            **_shared_dict(self.notes, self.timings, self.model),
+            **self.shared_dict(),
         }
 
 
@@ -83,15 +107,12 @@ class Match:
 
 
 @dataclass
-class SearchResult:
+class SearchResult(Answer):
     """Photos ranked for a query, best first (the top_k of them)."""
 
     query: str
     matches: list[Match]
     count: int
-    notes: list[str]
-    timings: Timings
-    model: ModelInfo
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -99,34 +120,12 @@ class SearchResult:
             "ranking": [asdict(match) for match in self.matches],
             "images": self.count,
             "embeddings": {"computed": self.timings.images_computed, "cached": self.timings.images_cached},
-            **_shared_dict(self.notes, self.timings, self.model),
+            **self.shared_dict(),
         }
 
 
 @dataclass
-class BatchResult:
+class BatchResult(Answer):
     """Labels of each of several photos (in input order), each list most probable first."""
 
     scores: list[list[LabelScore]]
-    notes: list[str]
-    timings: Timings
-    model: ModelInfo
-
-
-def _shared_dict(notes: list[str], timings: Timings, model: ModelInfo) -> dict[str, Any]:
-    """What every zero-shot answer carries: notes, timings in ms, and the model."""
-    return {
-        "logit_scale": model.logit_scale,
-        "notes": notes,
-        "timings_ms": {
-            "preprocess": timings.preprocess,
-            "image_encoder": timings.image_encoder,
-            "text_encoder": timings.text_encoder,
-            "load": timings.load,
-        },
-        "model": model.key,
-        "model_name": model.name,
-        "hub_id": model.hub_id,
-        "device": model.device,
-        "text_max_tokens": model.text_max_tokens,
-    }
