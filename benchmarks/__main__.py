@@ -72,26 +72,22 @@ def main(argv: list[str] | None = None) -> int:
     if "zero-shot" in only:
         results["zero-shot"] = zero_shot.run(repeat)
 
-    stamp = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    stamp = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC") + (" (quick)" if args.quick else "")
+
+    def report(name: str, what: str, table: str) -> None:
+        """Print one benchmark's section; record it in RESULTS.md unless told not to (or quick)."""
+        section = f"## {name} on {machine()}\n\n{stamp}; {what}\n\n{table}\n"
+        print(section)
+        if not args.no_record and not args.quick:
+            record(section, f"{device.type} {name}")
+
     if "serve" in only:
         from benchmarks import serve
 
         rows = serve.run(requests=16 if args.quick else 48)
-        section = (
-            f"## serve on {machine()}\n\n{stamp}{' (quick)' if args.quick else ''}; /classify ({serve.MODEL}, "
-            f"full size, random weights) under load\n\n{serve.markdown(rows)}\n"
-        )
-        print(section)
-        if not args.no_record and not args.quick:
-            record(section, f"{device.type} serve")
+        report("serve", f"/classify ({serve.MODEL}, full size, random weights) under load", serve.markdown(rows))
     for name, rows in results.items():
-        section = (
-            f"## {name} on {machine()}\n\n{stamp}{' (quick)' if args.quick else ''}; "
-            f"times are medians over the runs column\n\n{markdown_table(rows)}\n"
-        )
-        print(section)
-        if not args.no_record and not args.quick:
-            record(section, f"{device.type} {name}")
+        report(name, "times are medians over the runs column", markdown_table(rows))
     return 0
 
 
