@@ -1,4 +1,4 @@
-"""Inside › Attention: where the Classify tab's BEiT, Perceiver IO and LeViT models look (core/attention.py)."""
+"""Inside › Attention: where the Classify tab's BEiT, Perceiver IO and LeViT models look (core/attention/)."""
 
 from __future__ import annotations
 
