@@ -75,40 +75,30 @@ def main(argv: list[str] | None = None) -> int:
     if "zero-shot" in only:
         results["zero-shot"] = zero_shot.run(repeat)
 
-    stamp = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    stamp = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC") + (" (quick)" if args.quick else "")
+
+    def report(name: str, what: str, table: str) -> None:
+        """Print one benchmark's section; record it in RESULTS.md unless told not to (or quick)."""
+        section = f"## {name} on {machine()}\n\n{stamp}; {what}\n\n{table}\n"
+        print(section)
+        if not args.no_record and not args.quick:
+            record(section, f"{device.type} {name}")
+
     if "serve" in only:
         from benchmarks import serve
 
         rows = serve.run(requests=16 if args.quick else 48)
-        section = (
-            f"## serve on {machine()}\n\n{stamp}{' (quick)' if args.quick else ''}; /classify ({serve.MODEL}, "
-            f"full size, random weights) under load\n\n{serve.markdown(rows)}\n"
-        )
-        print(section)
-        if not args.no_record and not args.quick:
-            record(section, f"{device.type} serve")
+        report("serve", f"/classify ({serve.MODEL}, full size, random weights) under load", serve.markdown(rows))
     if "chat-cpu" in only:
         from benchmarks import chat_cpu
 
         steps = 16 if args.quick else 64
         forms = ["int8"] if args.quick else ["float32", "bfloat16", "int8"]
         chat_rows = chat_cpu.run(args.chat_dir, forms, new_tokens=4 if args.quick else 16, steps=steps)
-        section = (
-            f"## chat-cpu on {machine()}\n\n{stamp}{' (quick)' if args.quick else ''}; ViP-LLaVA-7B's full-size "
-            f"architecture with random weights, loaded by the app's loader, one greedy answer\n\n"
-            f"{chat_cpu.markdown(chat_rows, steps)}\n"
-        )
-        print(section)
-        if not args.no_record and not args.quick:
-            record(section, "cpu chat-cpu")
+        what = "ViP-LLaVA-7B's full-size architecture, random weights, loaded by the app's loader, one greedy answer"
+        report("chat-cpu", what, chat_cpu.markdown(chat_rows, steps))
     for name, rows in results.items():
-        section = (
-            f"## {name} on {machine()}\n\n{stamp}{' (quick)' if args.quick else ''}; "
-            f"times are medians over the runs column\n\n{markdown_table(rows)}\n"
-        )
-        print(section)
-        if not args.no_record and not args.quick:
-            record(section, f"{device.type} {name}")
+        report(name, "times are medians over the runs column", markdown_table(rows))
     return 0
 
 

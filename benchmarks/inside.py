@@ -1,7 +1,7 @@
 """The Inside tab's attention against the plain transformers way, on full-size BEiT-base with random weights.
 
 Ours: the Classify tab's loaded model (SDPA) switched to eager attention for the call and back
-(core/attention.py). The plain way: a second copy loaded with `attn_implementation="eager"` and called
+(core/attention/). The plain way: a second copy loaded with `attn_implementation="eager"` and called
 with `output_attentions=True`; it costs a second model in memory and its own load, which the row's note
 gives. A second row times classification on the same model right after attention calls, against the
 image-classification pipeline: the SDPA path is what it was.

@@ -11,7 +11,7 @@ gives torch.load a pickle module whose unpickler resolves only
 
 and refuses every other name with `UnsafePickleError` before anything is called. torch.load still does
 the rest (zip or legacy file layout, storages, map_location). `state_dict` then walks the placeholders
-into parameter names and tensors, for loading into the project's own architecture (core/dalle_vae.py).
+into parameter names and tensors, for loading into the project's own architecture (core/dalle_vae/).
 """
 
 from __future__ import annotations

@@ -16,7 +16,7 @@ from core.caption import Decoding
 from core.errors import InputError
 from core.images import ImageInputError, load_image
 from core.registry import get_spec
-from tabs.components import FileUpload, example_paths, image_input, on_gpu, standalone, user_errors
+from tabs.components import FileUpload, example_paths, image_input, model_picker, on_gpu, standalone, user_errors
 
 DEFAULTS = Decoding()
 DEFAULT_MODEL = "vit-gpt2"
@@ -207,11 +207,11 @@ def build(caption_fn: CaptionFn = caption_image, batch_fn: BatchFn = caption_ima
             gr.Examples(examples=example_paths(*PHOTOS), inputs=image, label="Example photos")
             gr.Examples(examples=example_paths(*TEXT_LINES), inputs=image, label="Lines of text (for TrOCR)")
         with gr.Column(scale=3):
-            model = gr.Radio(
-                choices=[(spec.name, spec.key) for spec in specs],
-                value=DEFAULT_MODEL,
-                label="Model",
-                info="ViT-GPT2 describes a photo; TrOCR reads one line of text. Each loads on first use.",
+            model = model_picker(
+                specs,
+                DEFAULT_MODEL,
+                "ViT-GPT2 describes a photo; TrOCR reads one line of text. Each loads on first use.",
+                gr.Radio,
             )
             with gr.Group(visible=core_caption.reads_one_line(DEFAULT_MODEL)) as line_tools:
                 gr.Markdown(ONE_LINE_NOTE, elem_id="caption-one-line", padding=True)

@@ -12,7 +12,17 @@ from core import classify as core_classify
 from core.images import load_image
 from core.settings import get_settings
 from tabs import zero_shot
-from tabs.components import on_gpu, photo_with_examples, standalone, user_errors
+from tabs.components import (
+    about_models,
+    api_json,
+    beside_photo,
+    model_picker,
+    on_gpu,
+    run_model,
+    standalone,
+    ui_only,
+    user_errors,
+)
 
 DEFAULT_MODELS = ["beit-base-224", "levit-128S", "perceiver-conv"]
 ClassifyFn = Callable[..., dict[str, Any]]
@@ -57,31 +67,20 @@ def _as_label(predictions: list[dict[str, Any]]) -> dict[str, float]:
 def build_imagenet(classify_fn: ClassifyFn = classify_image) -> None:
     """Lay out the ImageNet classifiers inside the current Blocks context."""
     specs = core_classify.classify_models()
-    with gr.Row():
-        with gr.Column(scale=2):
-            image = photo_with_examples("chelsea.jpg", "coffee.jpg", "grace_hopper.jpg", "astronaut.jpg")
-        with gr.Column(scale=3):
-            models = gr.CheckboxGroup(
-                choices=[(spec.name, spec.key) for spec in specs],
-                value=DEFAULT_MODELS,
-                label="Models",
-                info="Pick one or several to compare side by side. Each loads on first use.",
-            )
-            top_k = gr.Slider(
-                1, core_classify.MAX_TOP_K, value=get_settings().default_top_k, step=1, label="Top-k labels"
-            )
-            run = gr.Button("Classify", variant="primary")
-            with gr.Accordion("About these models", open=False):
-                gr.Markdown(
-                    "\n".join(
-                        ["| model | checkpoint | |", "| --- | --- | --- |"]
-                        + [f"| {s.name} | `{s.hub_id}` | {s.description} |" for s in specs]
-                    )
-                )
+    with beside_photo("chelsea.jpg", "coffee.jpg", "grace_hopper.jpg", "astronaut.jpg") as image:
+        models = model_picker(
+            specs,
+            DEFAULT_MODELS,
+            "Pick one or several to compare side by side. Each loads on first use.",
+            gr.CheckboxGroup,
+            label="Models",
+        )
+        top_k = gr.Slider(1, core_classify.MAX_TOP_K, value=get_settings().default_top_k, step=1, label="Top-k labels")
+        run = gr.Button("Classify", variant="primary")
+        about_models(specs)
     summary = gr.Markdown(elem_id="classify-summary")
     cards = gr.Column()
-    with gr.Accordion("Result as JSON (what the API returns)", open=False):
-        result = gr.JSON(label="classify", show_label=False)
+    result = api_json("classify")
 
     with cards:
 
@@ -101,15 +100,10 @@ def build_imagenet(classify_fn: ClassifyFn = classify_image) -> None:
                                 for head, head_predictions in heads.items():
                                     gr.Label(_as_label(head_predictions), label=head, num_top_classes=3)
 
-    image.change(lambda: (None, ""), outputs=[result, summary], api_visibility="private", queue=False)
-    run.click(
-        classify_fn,
-        inputs=[image, models, top_k],
-        outputs=result,
-        api_name="classify",
-        concurrency_id="models",
-        show_progress_on=summary,
-    ).success(lambda data: data["summary"], inputs=result, outputs=summary, api_visibility="private")
+    ui_only(image.change, lambda: (None, ""), outputs=[result, summary])
+    run_model(run, classify_fn, [image, models, top_k], result, "classify", summary).success(
+        lambda data: data["summary"], inputs=result, outputs=summary, api_visibility="private"
+    )
 
 
 def build(

@@ -11,7 +11,7 @@ import tempfile
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any, ClassVar, ParamSpec, TypeVar
 
@@ -24,6 +24,7 @@ from gradio.utils import get_upload_folder
 
 from core.errors import UserFacingError
 from core.models import get_cache, is_out_of_memory
+from core.registry import ModelSpec
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
 log = logging.getLogger(__name__)
@@ -165,6 +166,58 @@ def photo_with_examples(*names: str, label: str = "Image", height: int = 360) ->
     image = image_input(label=label, height=height)
     gr.Examples(examples=example_paths(*names), inputs=image, label="Example photos")
     return image
+
+
+@contextlib.contextmanager
+def beside_photo(*examples: str, label: str = "Image", height: int = 360) -> Iterator[ImageUpload]:
+    """A row with the photo upload and its example photos on the left (2 parts) and, in the body of the
+    `with`, the controls on the right (3 parts)."""
+    with gr.Row():
+        with gr.Column(scale=2):
+            image = photo_with_examples(*examples, label=label, height=height)
+        with gr.Column(scale=3):
+            yield image
+
+
+def model_picker(
+    specs: Iterable[ModelSpec], value: Any, info: str, component: type[Any] = gr.Dropdown, label: str = "Model"
+) -> Any:
+    """A Dropdown (or Radio, CheckboxGroup) of registry models: their names shown, their keys as values."""
+    return component(choices=[(spec.name, spec.key) for spec in specs], value=value, label=label, info=info)
+
+
+def about_models(specs: Iterable[ModelSpec], columns: dict[str, Callable[[ModelSpec], str]] | None = None) -> None:
+    """A closed "About these models" accordion: a table of each model's name, checkpoint, `columns`
+    (header -> the cell of a model) and description."""
+    columns = columns or {}
+    headers = ["model", "checkpoint", *columns, ""]
+    rows = [
+        [spec.name, f"`{spec.hub_id}`", *(cell(spec) for cell in columns.values()), spec.description] for spec in specs
+    ]
+    with gr.Accordion("About these models", open=False):
+        gr.Markdown("\n".join("| " + " | ".join(row) + " |" for row in [headers, ["---"] * len(headers), *rows]))
+
+
+def api_json(label: str | None = None) -> gr.JSON:
+    """The result as the API returns it, in a closed accordion (the tab's own views read it)."""
+    with gr.Accordion("Result as JSON (what the API returns)", open=False):
+        return gr.JSON(label=label, show_label=False)
+
+
+def run_model(
+    trigger: Any, fn: Callable[..., Any], inputs: list[Any], outputs: Any, api_name: str, progress_on: Any
+) -> Any:
+    """`trigger.click` runs `fn` as the endpoint `api_name`, in the one queue of model work
+    (concurrency_id "models") shared by every tab, with its progress shown on `progress_on`."""
+    return trigger.click(
+        fn, inputs=inputs, outputs=outputs, api_name=api_name, concurrency_id="models", show_progress_on=progress_on
+    )
+
+
+def ui_only(event: Callable[..., Any], fn: Callable[..., Any], outputs: Any, inputs: Any = None) -> Any:
+    """A UI-only event listener (`image.change`, `model.change`, ...): hidden from the API and answered
+    at once, outside the queue."""
+    return event(fn, inputs=inputs, outputs=outputs, api_visibility="private", queue=False)
 
 
 OUT_OF_MEMORY = (

@@ -10,7 +10,16 @@ from PIL import Image
 
 from core import imagegpt as core_imagegpt
 from core.images import load_image
-from tabs.components import as_files, example_paths, image_input, on_gpu, output_dir, standalone, user_errors
+from tabs.components import (
+    as_files,
+    example_paths,
+    image_input,
+    model_picker,
+    on_gpu,
+    output_dir,
+    standalone,
+    user_errors,
+)
 
 DEFAULT_MODEL = "imagegpt-small"
 PIXELATED = "pixelated"
@@ -122,11 +131,11 @@ def _pixel_gallery(label: str, elem_id: str) -> gr.Gallery:
 def build() -> None:
     """Lay out the tab inside the current Blocks context."""
     specs = core_imagegpt.imagegpt_models()
-    model = gr.Radio(
-        choices=[(spec.name, spec.key) for spec in specs],
-        value=DEFAULT_MODEL,
-        label="Model",
-        info="ImageGPT draws 32×32 images in a 512-colour palette, one pixel at a time, row by row.",
+    model = model_picker(
+        specs,
+        DEFAULT_MODEL,
+        "ImageGPT draws 32×32 images in a 512-colour palette, one pixel at a time, row by row.",
+        gr.Radio,
     )
     with gr.Tabs():
         with gr.Tab("Sample"), gr.Row():

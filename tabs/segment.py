@@ -11,7 +11,18 @@ from PIL import Image
 
 from core import segment as core_segment
 from core.images import load_image
-from tabs.components import on_gpu, output_dir, photo_with_examples, standalone, user_errors
+from tabs.components import (
+    about_models,
+    api_json,
+    beside_photo,
+    model_picker,
+    on_gpu,
+    output_dir,
+    run_model,
+    standalone,
+    ui_only,
+    user_errors,
+)
 
 DEFAULT_MODEL = "mask2former-swin-small-coco-panoptic"
 MODE_INFO = {
@@ -118,48 +129,31 @@ def build(segment_fn: SegmentFn = segment_image) -> None:
     """Lay out the tab inside the current Blocks context."""
     specs = core_segment.segment_models()
     default_modes = core_segment.get_spec(DEFAULT_MODEL).segment_modes
-    with gr.Row():
-        with gr.Column(scale=2):
-            image = photo_with_examples("astronaut.jpg", "coffee.jpg", "chelsea.jpg", "grace_hopper.jpg")
-        with gr.Column(scale=3):
-            model = gr.Dropdown(
-                choices=[(spec.name, spec.key) for spec in specs],
-                value=DEFAULT_MODEL,
-                label="Model",
-                info="Each model loads on first use.",
+    with beside_photo("astronaut.jpg", "coffee.jpg", "chelsea.jpg", "grace_hopper.jpg") as image:
+        model = model_picker(specs, DEFAULT_MODEL, "Each model loads on first use.")
+        mode = gr.Radio(
+            choices=list(default_modes), value=default_modes[0], label="Mode", info=MODE_INFO[default_modes[0]]
+        )
+        with gr.Accordion("Thresholds", open=True, visible=default_modes[0] != "semantic") as threshold_box:
+            score = gr.Slider(
+                0, 1, value=0.5, step=0.01, label="Score threshold", info="Drop segments less certain than this."
             )
-            mode = gr.Radio(
-                choices=list(default_modes), value=default_modes[0], label="Mode", info=MODE_INFO[default_modes[0]]
+            mask = gr.Slider(
+                0, 1, value=0.5, step=0.01, label="Mask threshold", info="Mask probability that counts as inside."
             )
-            with gr.Accordion("Thresholds", open=True, visible=default_modes[0] != "semantic") as threshold_box:
-                score = gr.Slider(
-                    0, 1, value=0.5, step=0.01, label="Score threshold", info="Drop segments less certain than this."
-                )
-                mask = gr.Slider(
-                    0, 1, value=0.5, step=0.01, label="Mask threshold", info="Mask probability that counts as inside."
-                )
-                overlap = gr.Slider(
-                    0,
-                    1,
-                    value=0.8,
-                    step=0.01,
-                    label="Overlap threshold",
-                    info="Keep a segment if this share of it survives overlaps.",
-                )
-                fuse = gr.Checkbox(
-                    value=True, label="Fuse stuff classes", info="One segment per stuff class (sky, grass, ...)."
-                )
-            run = gr.Button("Segment", variant="primary")
-            with gr.Accordion("About these models", open=False):
-                gr.Markdown(
-                    "\n".join(
-                        ["| model | checkpoint | modes | |", "| --- | --- | --- | --- |"]
-                        + [
-                            f"| {s.name} | `{s.hub_id}` | {', '.join(s.segment_modes)} | {s.description} |"
-                            for s in specs
-                        ]
-                    )
-                )
+            overlap = gr.Slider(
+                0,
+                1,
+                value=0.8,
+                step=0.01,
+                label="Overlap threshold",
+                info="Keep a segment if this share of it survives overlaps.",
+            )
+            fuse = gr.Checkbox(
+                value=True, label="Fuse stuff classes", info="One segment per stuff class (sky, grass, ...)."
+            )
+        run = gr.Button("Segment", variant="primary")
+        about_models(specs, {"modes": lambda spec: ", ".join(spec.segment_modes)})
     summary = gr.Markdown(elem_id="segment-summary")
     with gr.Row():
         with gr.Column(scale=3), gr.Tabs():
@@ -178,28 +172,15 @@ def build(segment_fn: SegmentFn = segment_image) -> None:
             )
             label_png = gr.File(label="Label map (PNG: pixel value = segment id, 0 = none)", interactive=False)
             segments_file = gr.File(label="Segments (JSON)", interactive=False)
-    with gr.Accordion("Result as JSON (what the API returns)", open=False):
-        result = gr.JSON(show_label=False)
+    result = api_json()
 
-    model.change(
-        _mode_controls,
-        inputs=[model, mode],
-        outputs=[mode, threshold_box, score, mask, overlap, fuse],
-        api_visibility="private",
-        queue=False,
-    )
-    mode.change(
-        lambda m: (gr.Radio(info=MODE_INFO[m]), *_threshold_controls(m)),
-        inputs=mode,
-        outputs=[mode, threshold_box, score, mask, overlap, fuse],
-        api_visibility="private",
-        queue=False,
-    )
-    image.change(
+    mode_controls = [mode, threshold_box, score, mask, overlap, fuse]
+    ui_only(model.change, _mode_controls, inputs=[model, mode], outputs=mode_controls)
+    ui_only(mode.change, lambda m: (gr.Radio(info=MODE_INFO[m]), *_threshold_controls(m)), mode_controls, mode)
+    ui_only(
+        image.change,
         lambda: (None, None, None, None, None, [], ""),
         outputs=[result, label_png, segments_file, annotated, colours, table, summary],
-        api_visibility="private",
-        queue=False,
     )
     rendering: dict[str, Any] = {
         "inputs": [image, result, label_png, opacity],
@@ -208,14 +189,10 @@ def build(segment_fn: SegmentFn = segment_image) -> None:
         "concurrency_id": "render",
         "concurrency_limit": 4,
     }
-    run.click(
-        segment_fn,
-        inputs=[image, model, mode, score, mask, overlap, fuse],
-        outputs=[result, label_png, segments_file],
-        api_name="segment",
-        concurrency_id="models",
-        show_progress_on=summary,
-    ).success(render_views, **rendering)
+    inputs = [image, model, mode, score, mask, overlap, fuse]
+    run_model(run, segment_fn, inputs, [result, label_png, segments_file], "segment", summary).success(
+        render_views, **rendering
+    )
     opacity.release(render_views, **rendering)
 
 

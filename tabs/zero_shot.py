@@ -13,7 +13,17 @@ from PIL import Image
 from core import zero_shot as core_zero_shot
 from core.errors import InputError
 from core.images import load_image
-from tabs.components import FileUpload, example_paths, image_input, on_gpu, photo_with_examples, standalone, user_errors
+from tabs.components import (
+    FileUpload,
+    api_json,
+    beside_photo,
+    example_paths,
+    on_gpu,
+    run_model,
+    standalone,
+    ui_only,
+    user_errors,
+)
 
 PHOTOS = ("chelsea.jpg", "coffee.jpg", "astronaut.jpg", "grace_hopper.jpg")
 DEFAULT_LABELS = "un gatto\nun cane\nuna tazza di caffè\nun astronauta\nuna donna in uniforme"
@@ -246,42 +256,36 @@ def _label_outputs(elem_prefix: str) -> tuple[gr.Label, gr.Dataframe, gr.Markdow
         interactive=False,
         elem_id=f"{elem_prefix}-table",
     )
-    with gr.Accordion("Result as JSON (what the API returns)", open=False):
-        result = gr.JSON(show_label=False)
-    return bars, table, summary_text, result
+    return bars, table, summary_text, api_json()
+
+
+def _scored_labels(
+    image: Any, run: gr.Button, fn: ZeroShotFn, inputs: list[Any], api_name: str, show: Callable[..., Any], elem: str
+) -> None:
+    """The views of a labels-for-one-photo endpoint under the controls, and their events: a new photo
+    clears the result, `run` calls `fn` (`api_name`), `show` fills the views from the result."""
+    bars, table, summary_text, result = _label_outputs(elem)
+    ui_only(image.change, lambda: None, outputs=result)
+    run_model(run, fn, [image, *inputs], result, api_name, bars)
+    ui_only(result.change, show, inputs=result, outputs=[bars, table, summary_text])
 
 
 def _build_labels(zero_shot_fn: ZeroShotFn) -> None:
-    with gr.Row():
-        with gr.Column(scale=2):
-            image = photo_with_examples(*PHOTOS, height=320)
-        with gr.Column(scale=3):
-            labels = gr.Textbox(
-                value=DEFAULT_LABELS,
-                lines=5,
-                max_lines=12,
-                label="Labels",
-                info=LABELS_INFO,
-                elem_id="zero-shot-labels",
-            )
-            template = gr.Textbox(
-                value=core_zero_shot.DEFAULT_TEMPLATE, label="Prompt template", info=TEMPLATE_INFO, max_lines=1
-            )
-            gr.Examples(examples=LABEL_EXAMPLES, inputs=[labels, template], label="Example label lists")
-            run = gr.Button("Score the labels", variant="primary")
-    bars, table, summary_text, result = _label_outputs("zero-shot")
-    image.change(lambda: None, outputs=result, api_visibility="private", queue=False)
-    run.click(
-        zero_shot_fn,
-        inputs=[image, labels, template],
-        outputs=result,
-        api_name="zero_shot",
-        concurrency_id="models",
-        show_progress_on=bars,
-    )
-    result.change(
-        show_labels, inputs=result, outputs=[bars, table, summary_text], api_visibility="private", queue=False
-    )
+    with beside_photo(*PHOTOS, height=320) as image:
+        labels = gr.Textbox(
+            value=DEFAULT_LABELS,
+            lines=5,
+            max_lines=12,
+            label="Labels",
+            info=LABELS_INFO,
+            elem_id="zero-shot-labels",
+        )
+        template = gr.Textbox(
+            value=core_zero_shot.DEFAULT_TEMPLATE, label="Prompt template", info=TEMPLATE_INFO, max_lines=1
+        )
+        gr.Examples(examples=LABEL_EXAMPLES, inputs=[labels, template], label="Example label lists")
+        run = gr.Button("Score the labels", variant="primary")
+    _scored_labels(image, run, zero_shot_fn, [labels, template], "zero_shot", show_labels, "zero-shot")
 
 
 def _build_search(search_fn: ZeroShotFn, captions_fn: ZeroShotFn) -> None:
@@ -301,47 +305,25 @@ def _build_search(search_fn: ZeroShotFn, captions_fn: ZeroShotFn) -> None:
             run = gr.Button("Search", variant="primary")
     gallery = gr.Gallery(label="Best matches first", columns=4, height=320, elem_id="zero-shot-gallery")
     timing = gr.Markdown(elem_id="zero-shot-search-summary")
-    with gr.Accordion("Result as JSON (what the API returns)", open=False):
-        result = gr.JSON(show_label=False)
-    run.click(
-        search_fn,
-        inputs=[files, query, top_k],
-        outputs=result,
-        api_name="search_images",
-        concurrency_id="models",
-        show_progress_on=gallery,
-    ).success(show_search, inputs=[files, result], outputs=[gallery, timing], api_visibility="private")
+    result = api_json()
+    run_model(run, search_fn, [files, query, top_k], result, "search_images", gallery).success(
+        show_search, inputs=[files, result], outputs=[gallery, timing], api_visibility="private"
+    )
 
     gr.Markdown("### The other way: rank captions for one photo")
-    with gr.Row():
-        with gr.Column(scale=2):
-            image = image_input(label="Photo", height=260)
-            gr.Examples(examples=example_paths(*PHOTOS), inputs=image, label="Example photos")
-        with gr.Column(scale=3):
-            captions = gr.Textbox(
-                value=DEFAULT_CAPTIONS,
-                lines=4,
-                max_lines=12,
-                label="Captions",
-                info=(
-                    "One per line, in Italian: 'un gatto sdraiato su una coperta' (a cat lying on a blanket), "
-                    "'una tazza di caffè su un piattino' (a cup of coffee on a saucer)."
-                ),
-            )
-            rank = gr.Button("Rank the captions", variant="primary")
-    bars, table, summary_text, caption_result = _label_outputs("zero-shot-captions")
-    image.change(lambda: None, outputs=caption_result, api_visibility="private", queue=False)
-    rank.click(
-        captions_fn,
-        inputs=[image, captions],
-        outputs=caption_result,
-        api_name="rank_captions",
-        concurrency_id="models",
-        show_progress_on=bars,
-    )
-    caption_result.change(
-        show_captions, inputs=caption_result, outputs=[bars, table, summary_text], api_visibility="private", queue=False
-    )
+    with beside_photo(*PHOTOS, label="Photo", height=260) as image:
+        captions = gr.Textbox(
+            value=DEFAULT_CAPTIONS,
+            lines=4,
+            max_lines=12,
+            label="Captions",
+            info=(
+                "One per line, in Italian: 'un gatto sdraiato su una coperta' (a cat lying on a blanket), "
+                "'una tazza di caffè su un piattino' (a cup of coffee on a saucer)."
+            ),
+        )
+        rank = gr.Button("Rank the captions", variant="primary")
+    _scored_labels(image, rank, captions_fn, [captions], "rank_captions", show_captions, "zero-shot-captions")
 
 
 def build(

@@ -14,5 +14,5 @@ the network and the vocabulary. Importing a module here imports transformers onl
   imagegpt.py  ImageGPT with a palette of the example photos
   flow.py      Perceiver IO optical flow
   zero_shot.py VisionTextDualEncoder (CLIP vision + BERT) with an Italian WordPiece, like clip-italian
-  inside.py    BEiT with its masked-image-modeling head (the tiny DALL-E VAE is in core/dalle_vae.py)
+  inside.py    BEiT with its masked-image-modeling head (the tiny DALL-E VAE is in core/dalle_vae/files.py)
 """

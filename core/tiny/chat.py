@@ -11,13 +11,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from core.tiny.common import BICUBIC
+from core.tiny.common import TINY_LAYERS, clip_image_processor
 from core.tiny.text import train_bpe
 
 IMAGE_SIZE = 336
 PATCH_SIZE = 14
-CLIP_MEAN = [0.48145466, 0.4578275, 0.40821073]
-CLIP_STD = [0.26862954, 0.26130258, 0.27577711]
 LLAMA_SPECIAL_TOKENS = ("<unk>", "<s>", "</s>")
 VISION_LAYERS = 5
 VISION_FEATURE_LAYERS = [-2, -3, -4, -5, 1]
@@ -42,20 +40,10 @@ def tiny_llama_tokenizer() -> Any:
 
 
 def tiny_processor() -> Any:
-    from transformers import CLIPImageProcessorPil, LlavaProcessor
+    from transformers import LlavaProcessor
 
-    image_processor = CLIPImageProcessorPil(
-        do_resize=True,
-        size={"shortest_edge": IMAGE_SIZE},
-        resample=BICUBIC,
-        do_center_crop=True,
-        crop_size={"height": IMAGE_SIZE, "width": IMAGE_SIZE},
-        image_mean=CLIP_MEAN,
-        image_std=CLIP_STD,
-        do_convert_rgb=True,
-    )
     return LlavaProcessor(
-        image_processor=image_processor,
+        image_processor=clip_image_processor(IMAGE_SIZE),
         tokenizer=tiny_llama_tokenizer(),
         patch_size=PATCH_SIZE,
         vision_feature_select_strategy="default",
@@ -72,18 +60,12 @@ def tiny_vip_llava() -> tuple[Any, Any]:
     vision = CLIPVisionConfig(
         image_size=IMAGE_SIZE,
         patch_size=PATCH_SIZE,
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=VISION_LAYERS,
-        num_attention_heads=2,
         projection_dim=32,
+        **(TINY_LAYERS | {"num_hidden_layers": VISION_LAYERS}),
     )
     text = LlamaConfig(
         vocab_size=len(tokenizer),
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=2,
+        **TINY_LAYERS,
         num_key_value_heads=2,
         max_position_embeddings=4096,
         bos_token_id=tokenizer.bos_token_id,

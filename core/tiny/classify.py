@@ -5,7 +5,16 @@ from __future__ import annotations
 from typing import Any
 
 from core.registry import imagenet_labels
-from core.tiny.common import BICUBIC, BILINEAR, IMAGENET_MEAN, IMAGENET_STD, beit_config, beit_processor, label_kwargs
+from core.tiny.common import (
+    BICUBIC,
+    BILINEAR,
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    TINY_PERCEIVER,
+    beit_config,
+    beit_processor,
+    label_kwargs,
+)
 
 IMAGENET_22K_REMOVED = (9205, 15027)
 """BEiT's conversion script deletes these two of ImageNet-22k's 21843 label keys without renumbering
@@ -53,13 +62,8 @@ def tiny_perceiver(d_model: int, learned_positions: bool) -> tuple[Any, Any]:
     from transformers import PerceiverConfig, PerceiverImageProcessorPil
 
     config = PerceiverConfig(
-        num_latents=16,
-        d_latents=32,
         d_model=d_model,
-        num_blocks=1,
-        num_self_attends_per_block=1,
-        num_self_attention_heads=2,
-        num_cross_attention_heads=1,
+        **TINY_PERCEIVER,
         **({"image_size": 224} if learned_positions else {}),
         **label_kwargs(imagenet_labels(1000)),
     )

@@ -1,4 +1,5 @@
-"""Pieces several tiny builders share: label sets as config arguments, ImageNet mean/std, BEiT's processor."""
+"""Pieces several tiny builders share: label sets as config arguments, the tiny sizes, mean/std values, the
+image processors of BEiT, ViT and CLIP."""
 
 from __future__ import annotations
 
@@ -9,8 +10,22 @@ from core.registry import imagenet_labels, label_list
 IMAGENET_MEAN = [0.485, 0.456, 0.406]
 IMAGENET_STD = [0.229, 0.224, 0.225]
 HALF = [0.5, 0.5, 0.5]
+CLIP_MEAN = [0.48145466, 0.4578275, 0.40821073]
+CLIP_STD = [0.26862954, 0.26130258, 0.27577711]
 BILINEAR, BICUBIC = 2, 3
 """PIL's resample numbers, as the checkpoints' processor files write them."""
+TINY_LAYERS = {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2, "num_attention_heads": 2}
+"""Config arguments of every tiny transformer stack (BERT, CLIP, ViT, Llama, VisualBERT): 2 layers of
+width 32, 2 heads, an MLP of 64."""
+TINY_PERCEIVER = {
+    "num_latents": 16,
+    "d_latents": 32,
+    "num_blocks": 1,
+    "num_self_attends_per_block": 1,
+    "num_self_attention_heads": 2,
+    "num_cross_attention_heads": 1,
+}
+"""Config arguments of the tiny Perceiver IO models (classifiers and flow): 16 latents of 32."""
 
 
 def label_kwargs(labels: tuple[str, ...] | dict[int, str]) -> dict[str, Any]:
@@ -42,12 +57,28 @@ def beit_processor(side: int, resample: int) -> Any:
     mean = std = 0.5, labels not reduced."""
     from transformers import BeitImageProcessorPil
 
-    return BeitImageProcessorPil(
+    return BeitImageProcessorPil(**square_resize(side, resample), do_center_crop=False, do_reduce_labels=False)
+
+
+def square_resize(side: int, resample: int) -> dict[str, Any]:
+    """Image processor arguments of a plain resize to side x side with mean = std = 0.5 (BEiT's and ViT's)."""
+    size = {"height": side, "width": side}
+    return {"do_resize": True, "size": size, "resample": resample, "image_mean": HALF, "image_std": HALF}
+
+
+def clip_image_processor(side: int) -> Any:
+    """CLIP's image processor as CLIP-based checkpoints save it: the shorter side to `side` (bicubic), the
+    centre side x side crop, CLIP's mean/std, RGB."""
+    from transformers import CLIPImageProcessorPil
+
+    return CLIPImageProcessorPil(
         do_resize=True,
-        size={"height": side, "width": side},
-        resample=resample,
-        do_center_crop=False,
-        image_mean=HALF,
-        image_std=HALF,
-        do_reduce_labels=False,
+        size={"shortest_edge": side},
+        resample=BICUBIC,
+        do_center_crop=True,
+        crop_size={"height": side, "width": side},
+        do_normalize=True,
+        image_mean=CLIP_MEAN,
+        image_std=CLIP_STD,
+        do_convert_rgb=True,
     )

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from core.flow.perceiver import TILE
+from core.tiny.common import TINY_PERCEIVER
 
 
 def tiny_perceiver_flow() -> tuple[Any]:
@@ -14,14 +15,5 @@ def tiny_perceiver_flow() -> tuple[Any]:
     the checkpoint ships none, core.flow prepares the inputs."""
     from transformers import PerceiverConfig
 
-    config = PerceiverConfig(
-        num_latents=16,
-        d_latents=32,
-        d_model=322,
-        num_blocks=1,
-        num_self_attends_per_block=1,
-        num_self_attention_heads=2,
-        num_cross_attention_heads=1,
-        train_size=list(TILE),
-    )
+    config = PerceiverConfig(d_model=322, train_size=list(TILE), **TINY_PERCEIVER)
     return (config,)

@@ -13,7 +13,7 @@ import string
 from pathlib import Path
 from typing import Any
 
-from core.tiny.common import BILINEAR, HALF
+from core.tiny.common import BILINEAR, TINY_LAYERS, square_resize
 
 CORPUS = Path(__file__).resolve().parent.parent.parent / "assets" / "tiny-corpus.txt"
 TINY_VOCAB_SIZE = 1000
@@ -81,28 +81,14 @@ def tiny_roberta_tokenizer() -> Any:
 def _tiny_vit(image_size: int, qkv_bias: bool) -> Any:
     from transformers import ViTConfig
 
-    return ViTConfig(
-        image_size=image_size,
-        patch_size=16,
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=64,
-        qkv_bias=qkv_bias,
-    )
+    return ViTConfig(image_size=image_size, patch_size=16, qkv_bias=qkv_bias, **TINY_LAYERS)
 
 
 def vit_processor(image_size: int) -> Any:
     """ViT's image processor as both caption checkpoints save it: a plain resize, mean = std = 0.5."""
     from transformers import ViTImageProcessorPil
 
-    return ViTImageProcessorPil(
-        do_resize=True,
-        size={"height": image_size, "width": image_size},
-        resample=BILINEAR,
-        image_mean=HALF,
-        image_std=HALF,
-    )
+    return ViTImageProcessorPil(**square_resize(image_size, BILINEAR))
 
 
 def tiny_vit_gpt2() -> tuple[Any, Any, Any]:

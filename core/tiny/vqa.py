@@ -13,6 +13,7 @@ import copy
 from typing import Any
 
 from core.label_files import LabelFiles
+from core.tiny.common import TINY_LAYERS
 
 FRCNN_CONFIG: dict[str, Any] = {
     "MODEL": {
@@ -107,10 +108,7 @@ def tiny_visualbert_vqa() -> tuple[Any, Any, LabelFiles]:
     tokenizer = tiny_bert_tokenizer()
     config = VisualBertConfig(
         vocab_size=len(tokenizer),
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=64,
+        **TINY_LAYERS,
         visual_embedding_dim=TINY_WIDTHS["RES2_OUT_CHANNELS"] * 8,
         num_labels=VQA_ANSWERS,
     )

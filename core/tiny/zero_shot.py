@@ -15,8 +15,7 @@ import string
 from pathlib import Path
 from typing import Any
 
-from core.tiny.chat import CLIP_MEAN, CLIP_STD
-from core.tiny.common import BICUBIC
+from core.tiny.common import TINY_LAYERS, clip_image_processor
 
 CORPUS = Path(__file__).resolve().parent.parent.parent / "assets" / "tiny-corpus-it.txt"
 BERT_SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
@@ -60,19 +59,11 @@ def tiny_italian_bert_tokenizer() -> Any:
 
 
 def tiny_processor() -> Any:
-    from transformers import CLIPImageProcessorPil, VisionTextDualEncoderProcessor
+    from transformers import VisionTextDualEncoderProcessor
 
-    image_processor = CLIPImageProcessorPil(
-        do_resize=True,
-        size={"shortest_edge": IMAGE_SIZE},
-        resample=BICUBIC,
-        do_center_crop=True,
-        crop_size={"height": IMAGE_SIZE, "width": IMAGE_SIZE},
-        do_normalize=True,
-        image_mean=CLIP_MEAN,
-        image_std=CLIP_STD,
+    return VisionTextDualEncoderProcessor(
+        image_processor=clip_image_processor(IMAGE_SIZE), tokenizer=tiny_italian_bert_tokenizer()
     )
-    return VisionTextDualEncoderProcessor(image_processor=image_processor, tokenizer=tiny_italian_bert_tokenizer())
 
 
 def tiny_clip_italian() -> tuple[Any, Any]:
@@ -82,20 +73,10 @@ def tiny_clip_italian() -> tuple[Any, Any]:
 
     processor = tiny_processor()
     tokenizer = processor.tokenizer
-    vision = CLIPVisionConfig(
-        image_size=IMAGE_SIZE,
-        patch_size=PATCH_SIZE,
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-    )
+    vision = CLIPVisionConfig(image_size=IMAGE_SIZE, patch_size=PATCH_SIZE, **TINY_LAYERS)
     text = BertConfig(
         vocab_size=len(tokenizer),
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=2,
+        **TINY_LAYERS,
         max_position_embeddings=MODEL_MAX_LENGTH,
         type_vocab_size=2,
         pad_token_id=tokenizer.pad_token_id,

@@ -1,4 +1,4 @@
-"""Inside › Attention: where the Classify tab's BEiT, Perceiver IO and LeViT models look (core/attention.py)."""
+"""Inside › Attention: where the Classify tab's BEiT, Perceiver IO and LeViT models look (core/attention/)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,17 @@ from core import attention as core_attention
 from core import checks, plots
 from core.images import load_image
 from core.registry import get_spec
-from tabs.components import as_files, on_gpu, output_dir, photo_with_examples, user_errors
+from tabs.components import (
+    api_json,
+    as_files,
+    beside_photo,
+    model_picker,
+    on_gpu,
+    output_dir,
+    run_model,
+    ui_only,
+    user_errors,
+)
 
 AttentionFn = Callable[..., tuple[str, str, str, dict[str, Any], Any]]
 DEFAULT_MODEL = "beit-base-224"
@@ -110,53 +120,32 @@ def _controls_for(model: str) -> tuple[Any, Any, Any]:
 def build(attention_fn: AttentionFn = show_attention) -> None:
     """Lay out the sub-tab inside the current Blocks context."""
     specs = core_attention.attention_models()
-    with gr.Row():
-        with gr.Column(scale=2):
-            image = photo_with_examples("chelsea.jpg", "coffee.jpg", "grace_hopper.jpg", "astronaut.jpg")
-        with gr.Column(scale=3):
-            model = gr.Dropdown(
-                choices=[(spec.name, spec.key) for spec in specs],
-                value=DEFAULT_MODEL,
-                label="Model",
-                info="The Classify tab's models (the same loaded copy).",
-            )
-            method = gr.Radio(
-                list(core_attention.METHODS), value="last layer", label="Method", info=METHOD_INFO["BEiT"]
-            )
-            with gr.Row():
-                layer = gr.Slider(
-                    0, 24, value=0, step=1, label="Layer", info="0 = the last; BEiT-base has 12, LeViT 11-14"
-                )
-                head = gr.Dropdown(HEADS, value="mean", label="Head", allow_custom_value=True)
-            latents = gr.Textbox(
-                value="", label="Latents (Perceiver, 'latents')", info="e.g. 0, 17, 300; empty = all", visible=False
-            )
-            opacity = gr.Slider(0, 1, value=core_attention.DEFAULT_OPACITY, step=0.05, label="Overlay opacity")
-            run = gr.Button("Show attention", variant="primary")
+    with beside_photo("chelsea.jpg", "coffee.jpg", "grace_hopper.jpg", "astronaut.jpg") as image:
+        model = model_picker(specs, DEFAULT_MODEL, "The Classify tab's models (the same loaded copy).")
+        method = gr.Radio(list(core_attention.METHODS), value="last layer", label="Method", info=METHOD_INFO["BEiT"])
+        with gr.Row():
+            layer = gr.Slider(0, 24, value=0, step=1, label="Layer", info="0 = the last; BEiT-base has 12, LeViT 11-14")
+            head = gr.Dropdown(HEADS, value="mean", label="Head", allow_custom_value=True)
+        latents = gr.Textbox(
+            value="", label="Latents (Perceiver, 'latents')", info="e.g. 0, 17, 300; empty = all", visible=False
+        )
+        opacity = gr.Slider(0, 1, value=core_attention.DEFAULT_OPACITY, step=0.05, label="Overlay opacity")
+        run = gr.Button("Show attention", variant="primary")
     status = gr.Markdown(elem_id="inside-attention-summary")
     with gr.Row():
         overlay = gr.Image(label="Over the image as the model saw it", interactive=False, elem_id="inside-overlay")
         heat = gr.Image(label="Heat map", interactive=False, elem_id="inside-heatmap")
     small = gr.Image(label="Per head / per latent", interactive=False, elem_id="inside-small-maps")
-    with gr.Accordion("Result as JSON (what the API returns)", open=False):
-        result = gr.JSON(show_label=False)
+    result = api_json()
     view_and_map = gr.State()
 
-    model.change(_controls_for, inputs=model, outputs=[method, latents, layer], api_visibility="private", queue=False)
-    image.change(
-        lambda: (None, None, None, None, "", None),
-        outputs=[overlay, heat, small, result, status, view_and_map],
-        api_visibility="private",
-        queue=False,
+    ui_only(model.change, _controls_for, inputs=model, outputs=[method, latents, layer])
+    outputs = [overlay, heat, small, result, view_and_map]
+    ui_only(image.change, lambda: (None, None, None, None, None, ""), outputs=[*outputs, status])
+    inputs = [image, model, layer, head, method, latents, opacity]
+    run_model(run, attention_fn, inputs, outputs, "attention", status).success(
+        summary, inputs=result, outputs=status, api_visibility="private"
     )
-    run.click(
-        attention_fn,
-        inputs=[image, model, layer, head, method, latents, opacity],
-        outputs=[overlay, heat, small, result, view_and_map],
-        api_name="attention",
-        concurrency_id="models",
-        show_progress_on=status,
-    ).success(summary, inputs=result, outputs=status, api_visibility="private")
     opacity.release(
         redraw_overlay,
         inputs=[view_and_map, opacity],
