@@ -179,6 +179,7 @@ def speed(folder: Path, form: str, new_tokens: int) -> dict[str, Any]:
         "weights_gb": loaded.nbytes / 1e9,
         "load_s": loaded.load_seconds,
         "peak_gb": peak.mb * 2**20 / 1e9,
+        "anon_gb": peak.anon_mb * 2**20 / 1e9,
         "prompt_tokens": int(inputs["input_ids"].shape[1]),
         "first_token_s": first,
         "tokens_per_s": 1 / per_token,
@@ -201,23 +202,20 @@ def agreement(folder: Path, forms: list[str], steps: int) -> dict[str, float]:
     ids = torch.cat([inputs["input_ids"], answer[:, :steps]], dim=1)
     forced = {**inputs, "input_ids": ids, "attention_mask": torch.ones_like(ids)}
     with torch.inference_mode():
-        expected = reference.model(**forced).logits[0, prompt - 1 : -1].argmax(-1)
+        exact = reference.model(**forced).logits[0, prompt - 1 : -1].float()
+    expected = exact.argmax(-1)
     del reference
     shares = {}
     for form in forms:
         loaded = _load(folder, form)
         with torch.inference_mode():
-            got = loaded.model(**forced).logits[0, prompt - 1 : -1].float().argmax(-1)
-        shares[form] = float((got == expected).float().mean())
+            logits = loaded.model(**forced).logits[0, prompt - 1 : -1].float()
+        shares[form] = float((logits.argmax(-1) == expected).float().mean())
+        error = float((logits - exact).norm() / exact.norm())
+        distinct = len(set(expected.tolist()))
         print(
-            form,
-            "agreement",
-            shares[form],
-            "over",
-            len(expected),
-            "steps;",
-            len(set(expected.tolist())),
-            "distinct",
+            f"{form}: top-1 agreement {shares[form]:.3f} ({distinct} distinct tokens from float32), "
+            f"relative error of the logits {error:.4f}",
             flush=True,
         )
         del loaded
@@ -246,7 +244,8 @@ def run(folder: Path, forms: list[str], new_tokens: int = 16, steps: int = 64) -
 
 def markdown(rows: list[dict[str, Any]], steps: int) -> str:
     lines = [
-        "| form | weights in memory | peak memory (load + answer) | load | prompt tokens | first token | "
+        "| form | weights in memory | peak memory (load + answer): not file-backed / resident | load | prompt tokens "
+        "| first token | "
         f"then | top-1 agreement with float32 ({steps} teacher-forced steps of English, smaller model) |",
         "|---|---|---|---|---|---|---|---|",
     ]
@@ -255,7 +254,8 @@ def markdown(rows: list[dict[str, Any]], steps: int) -> str:
             lines.append(f"| {row['form']} | not run here: {row['skipped']} | | | | | | |")
             continue
         lines.append(
-            f"| {row['form']} | {row['weights_gb']:.1f} GB | {row['peak_gb']:.1f} GB | {row['load_s']:.0f} s | "
+            f"| {row['form']} | {row['weights_gb']:.1f} GB | {row['anon_gb']:.1f} / {row['peak_gb']:.1f} GB "
+            f"| {row['load_s']:.0f} s | "
             f"{row['prompt_tokens']} | {row['first_token_s']:.0f} s | {row['tokens_per_s']:.2f} tokens/s | "
             f"{row['agreement'] * 100:.0f}% |"
         )

@@ -67,6 +67,9 @@ class PeakMemory:
     def __init__(self, device: torch.device) -> None:
         self.device = device
         self.mb = 0.0
+        self.anon_mb = 0.0
+        """CPU: the peak of the resident set less its file-backed pages (memory-mapped weight files, which
+        the system can drop and read again), above the level at entry: the memory a load really needs."""
         self._stop = threading.Event()
 
     def __enter__(self) -> PeakMemory:
@@ -76,12 +79,15 @@ class PeakMemory:
             self._base = torch.cuda.memory_allocated()
             return self
         process = psutil.Process()
-        self._base = process.memory_info().rss
-        self._peak = self._base
+        info = process.memory_info()
+        self._base, self._anon_base = info.rss, info.rss - info.shared
+        self._peak, self._anon_peak = self._base, self._anon_base
 
         def sample() -> None:
             while not self._stop.wait(0.001):
-                self._peak = max(self._peak, process.memory_info().rss)
+                info = process.memory_info()
+                self._peak = max(self._peak, info.rss)
+                self._anon_peak = max(self._anon_peak, info.rss - info.shared)
 
         self._thread = threading.Thread(target=sample, daemon=True)
         self._thread.start()
@@ -94,8 +100,11 @@ class PeakMemory:
             return
         self._stop.set()
         self._thread.join()
-        self._peak = max(self._peak, psutil.Process().memory_info().rss)
+        info = psutil.Process().memory_info()
+        self._peak = max(self._peak, info.rss)
+        self._anon_peak = max(self._anon_peak, info.rss - info.shared)
         self.mb = (self._peak - self._base) / 2**20
+        self.anon_mb = (self._anon_peak - self._anon_base) / 2**20
 
 
 def measure_pair(

@@ -3,25 +3,28 @@ that is free, the form chosen for this machine, and a clear refusal before loadi
 
 Forms on the CPU (PLAYGROUND_CHAT_CPU_FORM, default "auto"):
 - "float32": exact; 4 bytes per parameter (about 28 GB for 7B: more than a free CPU Space has).
-- "bfloat16": 2 bytes per parameter; chosen automatically only on CPUs that compute in it natively
-  (AVX-512 BF16 or AMX), where it is not slower than float32.
-- "int8": the language model's linear layers with int8 weights (torchao's weight-only quantization,
-  applied while the checkpoint loads, so float32 weights are never all in memory); the vision tower,
-  the projector and the output layer stay in float32. About 1 byte per parameter: 7B fits in 16 GB.
-"auto" takes the first of float32, bfloat16 (where native), int8 that fits in the free memory.
+- "int8": the language model's linear layers with int8 weights and 8-bit activations (PyTorch's
+  dynamically quantized linear layers with fbgemm's kernels; core/int8.py). The checkpoint loads in
+  bfloat16 (so float32 weights are never all in memory), the layers are swapped one by one, then the
+  rest (vision tower, projector, embeddings, norms, output layer) runs in float32. About 1.3 bytes per
+  parameter once loaded (9.3 GB for 7B); the load peaks near bfloat16's size (14.3 GB measured).
+  Measured on 2 cores: 25 s to the first token and 3.5 tokens/s, 98% top-1 agreement with float32.
+- "bfloat16": 2 bytes per parameter; only when asked for: even on a CPU that computes in bfloat16
+  natively (AVX-512 BF16) it measured 69 s to the first token and 0.21 tokens/s.
+"auto" takes float32 when it fits in the free memory, else int8.
 On CUDA the model runs in float16/bfloat16, or 4-bit with PLAYGROUND_CHAT_4BIT=1 (bitsandbytes).
 """
 
 from __future__ import annotations
 
 import math
-from functools import cache
 from pathlib import Path
 from typing import Any
 
 from core.errors import ModelUnavailableError
+from core.int8 import is_int8, quantize_linears
 from core.lazy import torch
-from core.models import ensure_tiny_model, register_load_options, select_device, select_dtype
+from core.models import ensure_tiny_model, register_after_load, register_load_options, select_device, select_dtype
 from core.registry import ModelSpec, get_spec
 from core.settings import Settings, get_settings
 
@@ -29,14 +32,18 @@ TASK = "chat"
 DEFAULT_MODEL = "vip-llava-7b"
 MEMORY_MARGIN = 1.2
 """Weights times this: room for activations, the key/value cache and the processor."""
+INT8_LOAD_MARGIN = 1.05
+"""The int8 form loads in bfloat16 first: its peak is the bfloat16 weights times this (measured: 14.3 GB
+above the app for 7.06B parameters, benchmarks/RESULTS.md "chat-cpu")."""
 CPU_FORMS = ("float32", "bfloat16", "int8")
 FULL_PRECISION = ("model.vision_tower", "model.multi_modal_projector", "lm_head")
 """Parts that keep float32 weights in the int8 form (the image features and the output scores)."""
 VISION_PARAMS_FALLBACK = 324_000_000
 """CLIP ViT-L/336 (303M) and the projector, when the checkpoint is not on disk to count them."""
-CPU_SPEED = {"int8": (240.0, 9.0), "bfloat16": (190.0, 6.0), "float32": (150.0, 5.0)}
-"""Seconds before the first word (576 image tokens and the prompt) and seconds per further word of
-ViP-LLaVA-7B on 2 CPU cores, per form, from benchmarks/RESULTS.md ("chat-cpu"); for the notice."""
+CPU_SPEED = {"int8": (25.0, 3.5), "bfloat16": (69.0, 0.21)}
+"""Seconds to the first token (576 image tokens and the prompt, 623 in all) and tokens per second after
+it, of ViP-LLaVA-7B on 2 CPU cores (AMD EPYC with AVX-512), per form, measured by `python -m benchmarks
+--only chat-cpu` (benchmarks/RESULTS.md "chat-cpu", 2026-12-01); float32 needs more memory than it has."""
 
 
 def _weight_files(spec: ModelSpec, settings: Settings) -> list[Path]:
@@ -80,29 +87,15 @@ def four_bit(settings: Settings) -> bool:
     return settings.chat_4bit and select_device(settings).type == "cuda"
 
 
-@cache
-def native_bfloat16() -> bool:
-    """Whether this CPU computes in bfloat16 natively (AVX-512 BF16 or AMX): there bfloat16 is fast."""
-    try:
-        flags = Path("/proc/cpuinfo").read_text(encoding="utf-8")
-    except OSError:
-        return False
-    return any(flag in flags for flag in (" avx512_bf16", " amx_bf16"))
-
-
 def form_bytes(spec: ModelSpec, form: str, settings: Settings | None = None) -> int:
     """Memory needed to load and run `spec` in `form` (a CPU form, "cuda" or "4bit")."""
     counts = parameter_counts(spec, settings)
     total = sum(counts.values())
     if form == "4bit":
-        per = total * 0.6
-    elif form == "cuda":
-        per = total * select_dtype(torch.device("cuda"), settings or get_settings()).itemsize
-    elif form == "int8":
-        per = counts["language"] * 1.0 + counts["full_precision"] * 4
-    else:
-        per = total * (2 if form == "bfloat16" else 4)
-    return int(per * MEMORY_MARGIN)
+        return int(total * 0.6 * MEMORY_MARGIN)
+    if form == "cuda":
+        return int(total * select_dtype(torch.device("cuda"), settings or get_settings()).itemsize * MEMORY_MARGIN)
+    return int(_cpu_need(counts, form))
 
 
 def candidate_forms(settings: Settings) -> list[str]:
@@ -111,7 +104,7 @@ def candidate_forms(settings: Settings) -> list[str]:
         return ["4bit" if four_bit(settings) else "cuda"]
     if settings.chat_cpu_form != "auto":
         return [settings.chat_cpu_form]
-    return ["float32", *(["bfloat16"] if native_bfloat16() else []), "int8"]
+    return ["float32", "int8"]
 
 
 def choose_form(spec: ModelSpec, settings: Settings | None = None, available: int | None = None) -> str:
@@ -153,7 +146,7 @@ def form_name(loaded: Any) -> str:
     """How a loaded chat model holds its weights, in words."""
     if loaded.device.type == "cuda":
         return FORM_NAMES["4bit" if four_bit(get_settings()) else "cuda"]
-    if any(hasattr(p, "qdata") for p in loaded.model.parameters()):
+    if is_int8(loaded.model):
         return FORM_NAMES["int8"]
     return FORM_NAMES["bfloat16" if loaded.dtype == torch.bfloat16 else "float32"]
 
@@ -164,20 +157,21 @@ def required_bytes(spec: ModelSpec, settings: Settings | None = None) -> int:
     return form_bytes(spec, candidate_forms(settings)[-1], settings)
 
 
+def _cpu_form(spec: ModelSpec, settings: Settings) -> str:
+    """The form the chat model loads in on the CPU: the one its memory check chose, else the best."""
+    return _chosen.get(spec.key) or candidate_forms(settings)[0]
+
+
 def load_options(spec: ModelSpec, settings: Settings) -> dict[str, Any]:
     """`from_pretrained` arguments for the chat model's form (core.models calls this when it loads)."""
     device = select_device(settings)
     if device.type == "cuda":
         return _four_bit_options(device, settings) if four_bit(settings) else {}
-    form = _chosen.get(spec.key) or candidate_forms(settings)[0]
+    form = _cpu_form(spec, settings)
     if form == "bfloat16":
         return {"dtype": torch.bfloat16}
     if form == "int8":
-        from torchao.quantization import Int8WeightOnlyConfig
-        from transformers import TorchAoConfig
-
-        config = TorchAoConfig(Int8WeightOnlyConfig(), modules_to_not_convert=list(FULL_PRECISION))
-        return {"dtype": torch.float32, "quantization_config": config}
+        return {"dtype": torch.bfloat16}  # swapped to int8 and float32 by after_load
     return {}
 
 
@@ -198,7 +192,17 @@ def _four_bit_options(device: torch.device, settings: Settings) -> dict[str, Any
     }
 
 
+def after_load(spec: ModelSpec, settings: Settings, model: Any) -> Any:
+    """The int8 form, from the model loaded in bfloat16: the language model's linear layers swapped for
+    int8 ones, the rest cast to float32 (core.models calls this once loaded)."""
+    if select_device(settings).type == "cpu" and _cpu_form(spec, settings) == "int8":
+        quantize_linears(model, keep=FULL_PRECISION)
+        model.to(torch.float32)
+    return model
+
+
 register_load_options(TASK, load_options)
+register_after_load(TASK, after_load)
 
 
 def available_bytes(settings: Settings | None = None) -> int:
@@ -234,22 +238,37 @@ def device_notice(model_key: str = DEFAULT_MODEL, settings: Settings | None = No
     real["full_precision"] = VISION_PARAMS_FALLBACK
     sizes = {form: _gb(_real_bytes(real, form)) for form in CPU_FORMS}
     free = available_bytes(settings)
-    fitting = [f for f in candidate_forms(settings) if _real_bytes(real, f) * MEMORY_MARGIN <= free]
+    fitting = [f for f in candidate_forms(settings) if _cpu_need(real, f) <= free]
     if fitting:
         form = fitting[0]
         where = f"With {_gb(free)} of free memory here it would load with {FORM_NAMES[form]}"
     else:
         form, where = "int8", f"It does not fit in the {_gb(free)} of memory free here"
-    first, per_word = CPU_SPEED[form]
+    if form in CPU_SPEED:
+        first, per_second = CPU_SPEED[form]
+        speed = (
+            f"On 2 CPU cores it reads the image for about {first:.0f} s before the first word, then writes about "
+            f"{per_second:.2g} tokens a second"
+        )
+    else:
+        speed = f"Its speed in {form} on 2 CPU cores was not measured (that machine has less memory than it needs)"
     return (
         f"{spec.name} on the CPU needs about {sizes['float32']} of RAM in float32, {sizes['bfloat16']} in "
-        f"bfloat16 or {sizes['int8']} with int8 weights. {where}. On 2 CPU cores it reads the image for about "
-        f"{first / 60:.0f} minutes before the first word, then writes a word every {per_word:.0f} s or so; on a GPU "
-        "it answers in seconds (float16, or 4-bit weights with PLAYGROUND_CHAT_4BIT=1)."
+        f"bfloat16 or {sizes['int8']} with int8 weights. {where}. {speed}; on a GPU it answers in seconds "
+        "(float16, or 4-bit weights with PLAYGROUND_CHAT_4BIT=1)."
     )
 
 
 def _real_bytes(counts: dict[str, int], form: str) -> float:
+    """Bytes of the weights once loaded in a CPU form."""
     if form == "int8":
         return counts["language"] * 1.0 + counts["full_precision"] * 4
     return sum(counts.values()) * (2 if form == "bfloat16" else 4)
+
+
+def _cpu_need(counts: dict[str, int], form: str) -> float:
+    """Memory a CPU form needs: its weights with room to run, and for int8 the bfloat16 load before it."""
+    need = _real_bytes(counts, form) * MEMORY_MARGIN
+    if form == "int8":
+        need = max(need, sum(counts.values()) * 2 * INT8_LOAD_MARGIN)
+    return need

@@ -34,6 +34,8 @@ class SamplingOptions:
     top_p: float = 1.0
     """Keep the smallest set of colours whose probabilities add up to top_p (1: no limit)."""
     seed: int = 0
+    weights: str = "float32"
+    """"float32" (exact; float16 on CUDA) or "int8" (on CPUs: int8 linear layers, faster, not exact)."""
 
 
 class FastSampler:

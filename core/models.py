@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from core.errors import ModelUnavailableError
+from core.int8 import int8_bytes
 from core.lazy import no_grad, torch
 from core.registry import REGISTRY, ModelSpec, get_spec
 from core.settings import Settings, get_settings
@@ -155,6 +156,15 @@ def load_options(spec: ModelSpec, settings: Settings) -> dict[str, Any]:
     return options(spec, settings) if options else {}
 
 
+AfterLoad = Callable[[ModelSpec, Settings, Any], Any]
+_after_load: dict[str, AfterLoad] = {}
+
+
+def register_after_load(task: str, after: AfterLoad) -> None:
+    """Let a task change its models once loaded (the chat model's int8 layers; core.chat_memory)."""
+    _after_load[task] = after
+
+
 def tensor_bytes(tensor: Any) -> int:
     """Bytes a weight takes, also when it is a quantized tensor (its int8 data and its scales)."""
     parts = [getattr(tensor, name) for name in ("qdata", "scale", "zero_point") if hasattr(tensor, name)]
@@ -210,6 +220,9 @@ def load_model(spec: ModelSpec, settings: Settings | None = None) -> LoadedModel
             model = model_class.from_pretrained(source, **kwargs).eval()
         else:
             model = model_class.from_pretrained(source, **kwargs).to(device).eval()
+        if spec.task in _after_load:
+            model = _after_load[spec.task](spec, settings, model)
+            dtype = getattr(model, "dtype", dtype)  # it may have cast the model
         processor = load_preprocessor(processor_class, source) if processor_class else None
         tokenizer_source = spec.tokenizer_hub_id if spec.tokenizer_hub_id and not settings.tiny else source
         tokenizer = tokenizer_class.from_pretrained(tokenizer_source) if tokenizer_class else None
@@ -222,7 +235,7 @@ def load_model(spec: ModelSpec, settings: Settings | None = None) -> LoadedModel
             torch.cuda.empty_cache()
         log.warning("loading %s failed: %r", spec.key, error)
         raise ModelUnavailableError(_unavailable_message(spec, error)) from error
-    nbytes = sum(tensor_bytes(t) for t in (*model.parameters(), *model.buffers()))
+    nbytes = sum(tensor_bytes(t) for t in (*model.parameters(), *model.buffers())) + int8_bytes(model)
     seconds = time.perf_counter() - start
     return LoadedModel(spec, model, processor, device, dtype, nbytes, seconds, tokenizer, labels)
 

@@ -18,6 +18,7 @@ from core.imagegpt import (
     clusters_of,
     complete,
     complete_stream,
+    int8_copy,
     quantise,
     sample,
     sample_stream,
@@ -136,6 +137,7 @@ def test_completion_stream_starts_after_the_kept_rows() -> None:
         (SamplingOptions(top_k=2.5), "Top-k must be a whole number"),
         (SamplingOptions(top_p=float("nan")), "Top-p must be a number"),
         (SamplingOptions(seed=-1), "Seed must be from 0 to 2147483647, not -1"),
+        (SamplingOptions(weights="int4"), "Unknown weights 'int4'. Choose one of: float32, int8"),
     ],
 )
 def test_bad_options_are_refused(options: SamplingOptions, message: str) -> None:
@@ -225,3 +227,39 @@ def test_auto_mode_records_graphs_only_on_cuda_and_when_allowed(loaded: object, 
     assert sampler.resolved_mode(torch.device("cuda")) == "dynamic"
     with pytest.raises(ValueError, match="mode must be one of"):
         FastSampler(loaded.model, "compiled")
+
+
+# --- int8 weights (the "fast" option on CPUs) ------------------------------------------------------
+
+
+def test_int8_samples_are_valid_repeatable_and_say_their_weights() -> None:
+    options = SamplingOptions(num_images=2, seed=5, weights="int8")
+    first = sample(MODEL, options)
+    assert first.weights == "int8" and first.to_dict()["weights"] == "int8"
+    assert first.tokens.shape == (2, 1024) and first.tokens.min() >= 0 and first.tokens.max() < 512
+    assert np.array_equal(sample(MODEL, options).tokens, first.tokens)
+    assert sample(MODEL, dataclasses.replace(options, weights="float32")).weights == "float32"
+
+
+def test_int8_copy_swaps_the_transformer_layers_and_shares_the_rest(loaded: object) -> None:
+    from torch.ao.nn.quantized.dynamic import Linear as DynamicLinear
+
+    twin = int8_copy(loaded.model)
+    layer = twin.transformer.h[0]
+    assert all(isinstance(m, DynamicLinear) for m in (layer.attn.c_attn, layer.attn.c_proj, layer.mlp.c_fc))
+    assert twin.transformer.wte.weight is loaded.model.transformer.wte.weight  # shared, not copied
+    assert twin.lm_head.weight is loaded.model.lm_head.weight
+    assert type(loaded.model.transformer.h[0].attn.c_attn).__name__ == "Conv1D"  # the original is untouched
+    assert sampler_for(loaded, "int8").model is not loaded.model
+    assert sampler_for(loaded, "int8") is sampler_for(loaded, "int8")
+
+
+def test_int8_predicts_nearly_the_same_next_colours_as_float32(loaded: object) -> None:
+    """Teacher-forced: the palette tokens of a photo, and at each of them the most likely next colour."""
+    model = loaded.model
+    tokens = torch.as_tensor(quantise(load_image(ASSETS / "chelsea.jpg"), loaded))
+    ids = torch.cat([torch.tensor([model.config.vocab_size - 1]), tokens[:-1]])[None]  # start token, 1023 colours
+    with torch.inference_mode():
+        exact = model(ids).logits[0, :, :-1].argmax(-1)
+        fast = int8_copy(model)(ids).logits[0, :, :-1].argmax(-1)
+    assert (exact == fast).float().mean() > 0.9
