@@ -230,3 +230,20 @@ def write_mp4(path: Path, frames: Sequence[np.ndarray], fps: float) -> Path:
     finally:
         writer.close()
     return path
+
+
+def probe_seconds(path: str | os.PathLike[str]) -> float | None:
+    """A clip's length in seconds from its header (frame count / frame rate), or None when it cannot be
+    read: a cheap guess for the UI (read_video gives the real length)."""
+    try:
+        _open_check(path)
+    except InputError:
+        return None
+    capture = cv2.VideoCapture(os.fspath(path), cv2.CAP_FFMPEG)
+    try:
+        fps, count = capture.get(cv2.CAP_PROP_FPS), capture.get(cv2.CAP_PROP_FRAME_COUNT)
+    finally:
+        capture.release()
+    if not (math.isfinite(fps) and fps > 0 and math.isfinite(count) and count > 0):
+        return None
+    return float(count / fps)

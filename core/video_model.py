@@ -113,29 +113,29 @@ def memory_budget(device: Any, setting_mb: int) -> int:
     return budget
 
 
-@torch.inference_mode()
 def encode(model: Any, inputs: dict[str, Any]) -> Encoded:
     """The input preprocessor and the encoder of PerceiverModel.forward, once (no attention mask: the
     model is always called without one)."""
     perceiver = model.perceiver
-    preprocessed, sizes, without_pos = perceiver.input_preprocessor(inputs)
-    embeddings = perceiver.embeddings(batch_size=preprocessed.shape[0])
-    latents = perceiver.encoder(embeddings, attention_mask=None, inputs=preprocessed, inputs_mask=None)[0]
+    with torch.inference_mode():
+        preprocessed, sizes, without_pos = perceiver.input_preprocessor(inputs)
+        embeddings = perceiver.embeddings(batch_size=preprocessed.shape[0])
+        latents = perceiver.encoder(embeddings, attention_mask=None, inputs=preprocessed, inputs_mask=None)[0]
     return Encoded(latents, preprocessed, sizes, without_pos)
 
 
-@torch.inference_mode()
 def decode_points(model: Any, encoded: Encoded, image: torch.Tensor, audio: torch.Tensor) -> dict[str, torch.Tensor]:
     """The outputs at the given image points and audio patches (and the label), decoded from the latents
     as the rest of PerceiverModel.forward does."""
     perceiver = model.perceiver
     points = {"image": image, "audio": audio, "label": None}
-    query = perceiver.decoder.decoder_query(
-        encoded.inputs, encoded.modality_sizes, encoded.inputs_without_pos, subsampled_points=points
-    )
-    logits = perceiver.decoder(query, z=encoded.latents).logits
     sizes = {"audio": audio.shape[0], "image": image.shape[0], "label": 1}
-    return perceiver.output_postprocessor(logits, modality_sizes=sizes)
+    with torch.inference_mode():
+        query = perceiver.decoder.decoder_query(
+            encoded.inputs, encoded.modality_sizes, encoded.inputs_without_pos, subsampled_points=points
+        )
+        logits = perceiver.decoder(query, z=encoded.latents).logits
+        return perceiver.output_postprocessor(logits, modality_sizes=sizes)
 
 
 def _assemble(config: Any, parts: list[dict[str, torch.Tensor]]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -172,7 +172,6 @@ def autoencode(model: Any, inputs: dict[str, Any], chunks: int, progress: Progre
     return result
 
 
-@torch.inference_mode()
 def documented_loop(
     model: Any,
     inputs: dict[str, Any],
@@ -200,7 +199,8 @@ def documented_loop(
             "audio": torch.arange(*audio_range, device=device),
             "label": None,
         }
-        out = model(inputs=inputs, subsampled_output_points=points).logits
+        with torch.inference_mode():
+            out = model(inputs=inputs, subsampled_output_points=points).logits
         frames[slice(*image_range)] = out["image"][0].float().cpu().numpy()
         audio[slice(*audio_range)] = out["audio"][0].float().cpu().numpy().reshape(-1, audio.shape[1])
         logits = out["label"][0].float().cpu().numpy()
