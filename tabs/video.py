@@ -114,13 +114,14 @@ def build(video_fn: VideoFn = autoencode_video) -> None:
             label="Original | reconstruction | error (half speed)", interactive=False, autoplay=True, loop=True
         )
         labels = gr.Label(num_top_classes=core_video.TOP_K, label="Kinetics-700 (top 5)", elem_id="video-labels")
-    grid = gr.Image(label="The 16 frames: original | reconstruction", type="filepath", interactive=False)
+    # the figures carry their own titles; Gradio's label chip would cover them
+    grid = gr.Image(label="The 16 frames", show_label=False, type="filepath", interactive=False)
     with gr.Row():
         original_audio = gr.Audio(label="Sound: original window", type="filepath", interactive=False)
         rebuilt_audio = gr.Audio(label="Sound: reconstruction", type="filepath", interactive=False)
     with gr.Row():
-        sound = gr.Image(label="Waveform and spectrogram", type="filepath", interactive=False)
-        psnr = gr.Image(label="PSNR per frame", type="filepath", interactive=False)
+        sound = gr.Image(label="Waveform and spectrogram", show_label=False, type="filepath", interactive=False)
+        psnr = gr.Image(label="PSNR per frame", show_label=False, type="filepath", interactive=False)
     with gr.Accordion("Numbers as JSON (what the API returns)", open=False):
         info = gr.JSON(label="video_autoencode", show_label=False)
     extras = gr.State()
