@@ -105,12 +105,16 @@ def chunk_count(model: Any, budget_bytes: int) -> int:
 
 
 def memory_budget(device: Any, setting_mb: int) -> int:
-    """Bytes one chunk may use: the setting, and on CUDA at most half the free memory."""
+    """Bytes one chunk may use: the setting, and at most half the memory free now (CUDA: the device's;
+    CPU: the machine's available memory)."""
     budget = setting_mb * 2**20
     if getattr(device, "type", str(device)) == "cuda":
         free, _ = torch.cuda.mem_get_info(device)
-        budget = min(budget, free // 2)
-    return budget
+    else:
+        import psutil
+
+        free = psutil.virtual_memory().available
+    return int(min(budget, free // 2))
 
 
 def encode(model: Any, inputs: dict[str, Any]) -> Encoded:

@@ -181,6 +181,7 @@ def test_chunks_follow_the_memory_budget() -> None:
     assert vm.output_points(model.config) == (16 * 224 * 224, 1920)
     assert vm.chunk_count(model, 2**40) == 1
     assert vm.chunk_count(model, 1) == -(-(802816 + 1920) // vm.MIN_CHUNK_POINTS)  # a floor of points per chunk
+    assert vm.memory_budget(torch.device("cpu"), 16) == 16 * 2**20  # the setting, below half the free memory
     per_chunk = (802816 + 1920) / vm.chunk_count(model, 256 * 2**20)
     assert per_chunk * vm.bytes_per_point(model) <= 256 * 2**20
 
@@ -215,3 +216,45 @@ def test_reusing_the_latents_equals_the_documented_loop() -> None:
     np.testing.assert_allclose(ours.logits, reference.logits, atol=1e-4)
     assert ours.frames.shape == (16, 224, 224, 3) and ours.audio.shape == (vm.SAMPLES,) and ours.logits.shape == (700,)
     assert np.abs(ours.frames).max() > 0 and np.abs(ours.audio).max() > 0
+
+
+def test_the_benchmark_builds_the_real_architecture() -> None:
+    from transformers import PerceiverConfig, PerceiverForMultimodalAutoencoding
+
+    from benchmarks.video_autoencode import FULL_SIZE
+    from core.registry import get_spec
+
+    with torch.device("meta"):
+        model = PerceiverForMultimodalAutoencoding(PerceiverConfig(**FULL_SIZE))
+    assert sum(p.numel() for p in model.parameters()) / 1e6 == pytest.approx(
+        get_spec("multimodal-perceiver").params_millions, rel=0.01
+    )
+    assert model.perceiver.decoder.num_query_channels == 1026  # the label query's 1024 channels + 2 of padding
+
+
+def test_the_ci_endpoint_run_gives_the_video_endpoint_a_clip_with_sound() -> None:
+    import importlib.util
+
+    from core.video import read_audio
+
+    spec = importlib.util.spec_from_file_location("call_every_endpoint", ROOT / ".ci" / "call_every_endpoint.py")
+    module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
+    spec.loader.exec_module(module)  # type: ignore[union-attr]
+    parameters = [
+        {"component": "Video", "parameter_name": "video", "parameter_has_default": False},
+        {
+            "component": "Slider",
+            "parameter_name": "window_start",
+            "parameter_has_default": True,
+            "parameter_default": 0,
+        },
+        {
+            "component": "Radio",
+            "parameter_name": "leave_out",
+            "parameter_has_default": True,
+            "parameter_default": "none",
+        },
+    ]
+    clip, start, leave = module.example_arguments(parameters)
+    assert Path(clip["path"]) == EXAMPLE and (start, leave) == (0, "none")
+    assert read_audio(EXAMPLE, rate=vm.RATE, max_seconds=5) is not None
