@@ -280,6 +280,7 @@ def video_autoencode(
             "audio_patches_per_chunk": -(-audio_points // chunks),
             "documented_passes": vm.DOCUMENTED_CHUNKS,
             "encoder_passes": 1,
+            "factored_image_decoder": result.factored,
         },
         "timings_ms": timings,
         "clip": window.clip,

@@ -48,6 +48,8 @@ class Reconstruction:
     chunks: int
     encode_ms: float = 0.0
     decode_ms: float = 0.0
+    factored: bool = False
+    """Whether the image points went through core.video_decoder's factored decoder."""
 
 
 @dataclass
@@ -150,20 +152,38 @@ def _assemble(config: Any, parts: list[dict[str, torch.Tensor]]) -> tuple[np.nda
 
 
 def decode(model: Any, encoded: Encoded, chunks: int, progress: ProgressFn | None = None) -> Reconstruction:
-    """The whole output decoded from one encoding, in `chunks` chunks (progress after each)."""
+    """The whole output decoded from one encoding, in `chunks` chunks (progress after each). The image points
+    go through core.video_decoder's factored decoder when the model's queries allow it (the same maths),
+    the sound and the label through the model's own decoder."""
+    from core.video_decoder import FactoredImageDecoder
+
     image_points, audio_points = output_points(model.config)
     device = encoded.latents.device
-    parts = []
     start = time.perf_counter()
     image_ranges, audio_ranges = chunk_ranges(image_points, chunks), chunk_ranges(audio_points, chunks)
-    for index, ((i0, i1), (a0, a1)) in enumerate(zip(image_ranges, audio_ranges, strict=True)):
-        image = torch.arange(i0, i1, device=device)
-        audio = torch.arange(a0, a1, device=device)
-        parts.append(decode_points(model, encoded, image, audio))
-        if progress is not None:
-            progress((index + 1) / chunks, f"Decoded chunk {index + 1} of {chunks}")
-    frames, audio, logits = _assemble(model.config, parts)
-    return Reconstruction(frames, audio, logits, chunks, decode_ms=(time.perf_counter() - start) * 1000)
+    fast = FactoredImageDecoder.build(model, encoded)
+    if fast is None:
+        parts = []
+        for index, ((i0, i1), (a0, a1)) in enumerate(zip(image_ranges, audio_ranges, strict=True)):
+            image = torch.arange(i0, i1, device=device)
+            audio = torch.arange(a0, a1, device=device)
+            parts.append(decode_points(model, encoded, image, audio))
+            if progress is not None:
+                progress((index + 1) / chunks, f"Decoded chunk {index + 1} of {chunks}")
+        frames, audio, logits = _assemble(model.config, parts)
+    else:
+        fast.prepare(model, encoded.latents)
+        rest = decode_points(model, encoded, torch.arange(1, device=device), torch.arange(audio_points, device=device))
+        pixels = []
+        for index, (i0, i1) in enumerate(image_ranges):
+            pixels.append(fast.decode(model, torch.arange(i0, i1, device=device)))
+            if progress is not None:
+                progress((index + 1) / chunks, f"Decoded chunk {index + 1} of {chunks}")
+        frames = torch.cat(pixels).float().cpu().numpy().reshape(*model.config.output_shape[1:], 3)
+        audio = rest["audio"][0].float().cpu().numpy().reshape(-1)
+        logits = rest["label"][0].float().cpu().numpy()
+    elapsed = (time.perf_counter() - start) * 1000
+    return Reconstruction(frames, audio, logits, chunks, decode_ms=elapsed, factored=fast is not None)
 
 
 def autoencode(model: Any, inputs: dict[str, Any], chunks: int, progress: ProgressFn | None = None) -> Reconstruction:

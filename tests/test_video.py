@@ -189,7 +189,8 @@ def test_chunks_follow_the_memory_budget() -> None:
 def test_reusing_the_latents_equals_the_documented_loop() -> None:
     """One encoding, decoded in 7 chunks, against transformers' documented loop (the whole model per chunk,
     128 chunks): equal within 1e-4 on the tiny model's chunks 0, 1, 64 and 127 (four passes of the loop
-    keep the test short; every pass decodes its points the same way)."""
+    keep the test short; every pass decodes its points the same way). The image points go through the
+    factored decoder (core.video_decoder); the model's own decoder on the same latents agrees too."""
     from transformers import PerceiverForMultimodalAutoencoding
 
     from core.perceiver_attention import use_sdpa_attention
@@ -198,15 +199,14 @@ def test_reusing_the_latents_equals_the_documented_loop() -> None:
     torch.manual_seed(0)
     model = PerceiverForMultimodalAutoencoding(tiny_multimodal_perceiver()[0]).eval()
     rng = np.random.default_rng(0)
-    inputs = vm.model_inputs(
-        rng.random((16, 224, 224, 3), np.float32), rng.uniform(-1, 1, vm.SAMPLES).astype(np.float32)
-    )
+    frames = rng.random((16, 224, 224, 3), np.float32)
+    inputs = vm.model_inputs(frames, rng.uniform(-1, 1, vm.SAMPLES).astype(np.float32))
     chunks = [0, 1, 64, 127]
     reference = vm.documented_loop(model, inputs, indices=chunks)
     use_sdpa_attention(model)  # as the app runs it
     reported: list[float] = []
     ours = vm.autoencode(model, inputs, 7, progress=lambda fraction, message: reported.append(fraction))
-    assert ours.chunks == 7 and reported == pytest.approx([(i + 1) / 7 for i in range(7)])
+    assert ours.chunks == 7 and ours.factored and reported == pytest.approx([(i + 1) / 7 for i in range(7)])
     image_size, audio_size = 802816 // 128, 30720 // 128
     for index in chunks:
         image = slice(image_size * index, image_size * (index + 1))
@@ -216,6 +216,33 @@ def test_reusing_the_latents_equals_the_documented_loop() -> None:
     np.testing.assert_allclose(ours.logits, reference.logits, atol=1e-4)
     assert ours.frames.shape == (16, 224, 224, 3) and ours.audio.shape == (vm.SAMPLES,) and ours.logits.shape == (700,)
     assert np.abs(ours.frames).max() > 0 and np.abs(ours.audio).max() > 0
+
+    encoded = vm.encode(model, inputs)  # the generic path: the model's own decoder, one chunk
+    points = torch.arange(image_size * 64, image_size * 65)
+    generic = vm.decode_points(model, encoded, points, torch.arange(audio_size // 16 * 64, audio_size // 16 * 65))
+    np.testing.assert_allclose(generic["image"][0].numpy(), reference.frames.reshape(-1, 3)[points.numpy()], atol=1e-4)
+
+
+def test_the_factored_decoder_refuses_queries_it_cannot_split(monkeypatch: pytest.MonkeyPatch) -> None:
+    from transformers import PerceiverForMultimodalAutoencoding
+
+    from core.tiny.video import tiny_multimodal_perceiver
+    from core.video_decoder import FactoredImageDecoder
+
+    torch.manual_seed(0)
+    model = PerceiverForMultimodalAutoencoding(tiny_multimodal_perceiver()[0]).eval()
+    inputs = vm.model_inputs(np.zeros((16, 224, 224, 3), np.float32), np.zeros(vm.SAMPLES, np.float32))
+    encoded = vm.encode(model, inputs)
+    assert FactoredImageDecoder.build(model, encoded) is not None
+    decoder = model.perceiver.decoder
+    original = decoder.decoder_query
+
+    def mixed(*args: object, **kwargs: object) -> torch.Tensor:
+        query = original(*args, **kwargs)
+        return query + query[..., :1] * query[..., 1:2]  # channel 0 now depends on two axes
+
+    monkeypatch.setattr(decoder, "decoder_query", mixed)
+    assert FactoredImageDecoder.build(model, encoded) is None
 
 
 def test_the_benchmark_builds_the_real_architecture() -> None:
