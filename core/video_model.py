@@ -11,8 +11,10 @@ chunk (`documented_loop`, kept as the reference).
 
 The encoder's latents do not depend on which output points are decoded, and every decoder query
 attends to the latents on its own. `encode` runs the input preprocessor and the encoder once;
-`decode` builds each chunk's queries with the model's own `decoder_query` and runs the decoder and the
-output postprocessor on them, with as many points per chunk as the memory budget allows.
+`decode` decodes every chunk from those latents, with as many points per chunk as the memory budget
+allows: the image points through core.video_decoder's factored decoder (the same maths, about 2x
+faster), the sound and the label through the model's own `decoder_query`, decoder and postprocessor
+(`decode_points`, also the fallback for image points).
 """
 
 from __future__ import annotations
