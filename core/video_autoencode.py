@@ -277,7 +277,8 @@ def video_autoencode(
         "chunks": {
             "count": chunks,
             "image_points_per_chunk": -(-image_points // chunks),
-            "audio_patches_per_chunk": -(-audio_points // chunks),
+            # the factored decoder takes the image points; the sound's patches then go in one pass
+            "audio_patches_per_chunk": audio_points if result.factored else -(-audio_points // chunks),
             "documented_passes": vm.DOCUMENTED_CHUNKS,
             "encoder_passes": 1,
             "factored_image_decoder": result.factored,

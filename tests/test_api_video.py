@@ -44,7 +44,8 @@ def test_the_example_clip(client: Client) -> None:
     assert info["window"]["start_s"] == 1.0 and info["window"]["end_s"] == 1.64
     assert info["window"]["frame_times_s"][1] == pytest.approx(1.04)
     assert info["chunks"]["encoder_passes"] == 1 and info["chunks"]["documented_passes"] == 128
-    assert info["chunks"]["count"] >= 1
+    assert info["chunks"]["count"] >= 1 and info["chunks"]["factored_image_decoder"] is True
+    assert info["chunks"]["audio_patches_per_chunk"] == 1920
     assert {"read", "load", "encode", "decode", "write"} <= set(info["timings_ms"])
     assert info["clip"] == {"seconds": 3.0, "fps": 25.0, "size": {"width": 320, "height": 240}, "has_audio": True}
     assert info["leave_out"] == "none"
