@@ -16,7 +16,7 @@ import gradio as gr
 from core.backend import current_backend
 from core.runtime import describe_runtime
 from core.settings import Settings, get_settings, reset_settings
-from tabs import caption, chat, classify, flow, imagegpt, inside, segment
+from tabs import caption, chat, classify, flow, imagegpt, inside, segment, video
 from tabs.components import fill_on_page_load
 
 TABS = [
@@ -25,6 +25,7 @@ TABS = [
     ("Caption", "caption", caption.build),
     ("Visual chat", "chat", chat.build),
     ("Flow", "flow", flow.build),
+    ("Video", "video", video.build),
     ("ImageGPT", "imagegpt", imagegpt.build),
     ("Inside", "inside", inside.build),
 ]

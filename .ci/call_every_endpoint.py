@@ -22,8 +22,8 @@ ASSETS = Path(__file__).resolve().parent.parent / "assets"
 PHOTOS = [ASSETS / "chelsea.jpg", ASSETS / "coffee.jpg"]
 FRAME_PAIR = [ASSETS / "flow_frame1.png", ASSETS / "flow_frame2.png"]
 """Endpoints that take two images (optical flow) need two of the same size."""
-CLIP_WITH_SOUND = ASSETS / "clip_with_sound.mp4"
-CLIP = CLIP_WITH_SOUND if CLIP_WITH_SOUND.exists() else ASSETS / "flow_pan.mp4"
+CLIP = ASSETS / "video_tones.mp4"
+"""A clip with sound (the Video tab's example, 3 s at 25 fps): every video parameter gets it."""
 QUESTION = "What is in the picture?"
 
 

@@ -223,3 +223,52 @@ def picture_strip(pictures: Sequence[tuple[np.ndarray, str]], side: int = 224, g
             width = draw.textlength(text, font=font)
             draw.text((left + (side - width) / 2, 4 + 16 * row), text, fill=(20, 20, 20), font=font)
     return np.asarray(canvas)
+
+
+def sound_figure(original: np.ndarray, reconstructed: np.ndarray, rate: int, start: float = 0.0) -> np.ndarray:
+    """Waveforms (top) and spectrograms (bottom) of two mono signals in [-1, 1] at `rate` Hz, original on the
+    left and reconstruction on the right; one time axis (seconds into the clip) for all four, one amplitude
+    axis per row, one frequency axis (kHz) and one colour scale (dB) for both spectrograms."""
+    figure = _figure(9.0, 4.6)
+    axes = figure.subplots(2, 2, sharex=True, sharey="row")
+    times = start + np.arange(len(original)) / rate
+    images = []
+    for column, (signal, title) in enumerate(((original, "Original"), (reconstructed, "Reconstruction"))):
+        wave_axes, spec_axes = axes[0, column], axes[1, column]
+        wave_axes.plot(times, signal, linewidth=0.5, color="#1f5fa8")
+        wave_axes.set_title(title, fontsize=10)
+        wave_axes.set_ylim(-1.05, 1.05)
+        silence_floor = 1e-9  # no log of zero for silence
+        _, _, _, image = spec_axes.specgram(
+            signal.astype(np.float64) + silence_floor,
+            NFFT=1024,
+            Fs=rate / 1000,
+            noverlap=768,
+            xextent=(times[0], times[-1]),
+            cmap="magma",
+        )
+        images.append(image)
+        spec_axes.set_xlabel("time in the clip (s)")
+    low = min(float(np.nanmin(image.get_array())) for image in images)
+    high = max(float(np.nanmax(image.get_array())) for image in images)
+    for image in images:
+        image.set_clim(max(low, high - 100), high)
+    axes[0, 0].set_ylabel("amplitude")
+    axes[1, 0].set_ylabel("frequency (kHz)")
+    figure.colorbar(images[-1], ax=axes[1, :], label="power (dB)", shrink=0.9)
+    return to_array(figure)
+
+
+def psnr_plot(psnr: Sequence[float], times: Sequence[float]) -> np.ndarray:
+    """Per-frame PSNR (dB) against the frames' times, with the mean as a dashed line."""
+    figure = _figure(6.0, 2.4)
+    axes = figure.subplots()
+    axes.plot(times, psnr, marker="o", markersize=3, color="#1f5fa8")
+    mean = float(np.mean(psnr))
+    axes.axhline(mean, linestyle="--", color="#b03a2e", linewidth=1, label=f"mean {mean:.2f} dB")
+    axes.set_xlabel("time in the clip (s)")
+    axes.set_ylabel("PSNR (dB)")
+    axes.set_title("Reconstruction PSNR per frame", fontsize=10)
+    axes.legend(loc="best", fontsize=8)
+    axes.grid(alpha=0.3)
+    return to_array(figure)

@@ -309,6 +309,21 @@ REGISTRY: dict[str, ModelSpec] = {
             for size, params in (("small", 76.0), ("medium", 455.0), ("large", 1362.0))
         ),
         ModelSpec(
+            key="multimodal-perceiver",
+            task="video",
+            hub_id="deepmind/multimodal-perceiver",
+            name="Perceiver IO (multimodal autoencoding)",
+            family="Perceiver",
+            model_class="PerceiverForMultimodalAutoencoding",
+            processor_class=None,
+            build_tiny=tiny("video", "tiny_multimodal_perceiver"),
+            description=(
+                "Perceiver IO trained on Kinetics-700-2020 to autoencode 16 frames (224x224, 25 fps), their sound "
+                "(30720 samples at 48 kHz) and the class label, through 784 latents."
+            ),
+            params_millions=19.9,
+        ),
+        ModelSpec(
             key="vip-llava-7b",
             task="chat",
             hub_id="llava-hf/vip-llava-7b-hf",

@@ -13,7 +13,7 @@ from typing import Any
 from core.settings import SettingsError
 
 DEFAULT_FILE = Path(__file__).resolve().parent.parent / "serve.yaml"
-GROUPS = ("classify", "segment", "caption", "chat", "flow", "imagegpt", "zero-shot", "inside", "vqa")
+GROUPS = ("classify", "segment", "caption", "chat", "flow", "video", "imagegpt", "zero-shot", "inside", "vqa")
 """The deployments: one per group of the core's entry points (`core.backend.runs_in`)."""
 FIELDS = {"replicas", "cpus", "gpus", "max_ongoing_requests"}
 REPLICA_FIELDS = {"min", "max", "target_ongoing_requests"}

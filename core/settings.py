@@ -76,6 +76,10 @@ class Settings:
     flow_video_max_frames: int
     flow_video_max_seconds: float
     flow_video_max_pixels: int
+    video_max_seconds: float = 30.0
+    video_max_pixels: int = 640 * 480
+    video_decode_mb: int = 1024
+    """Memory the Video tab's decoder may use per chunk of output points (the chunk size follows)."""
     chat_4bit: bool = False
     chat_cpu_form: str = "auto"
     """ViP-LLaVA on the CPU: "auto", "float32", "bfloat16" or "int8" (core.chat_memory)."""
@@ -116,6 +120,9 @@ def load_settings() -> Settings:
         flow_video_max_frames=int(_env_number("PLAYGROUND_FLOW_VIDEO_MAX_FRAMES", 120, 2)),
         flow_video_max_seconds=float(_env_number("PLAYGROUND_FLOW_VIDEO_MAX_SECONDS", 10.0, 0.1, float)),
         flow_video_max_pixels=int(_env_number("PLAYGROUND_FLOW_VIDEO_MAX_PIXELS", 640 * 480, 256)),
+        video_max_seconds=float(_env_number("PLAYGROUND_VIDEO_MAX_SECONDS", 30.0, 1.0, float)),
+        video_max_pixels=int(_env_number("PLAYGROUND_VIDEO_MAX_PIXELS", 640 * 480, 50_176)),
+        video_decode_mb=int(_env_number("PLAYGROUND_VIDEO_DECODE_MB", 1024, 16)),
         chat_4bit=_env_bool("PLAYGROUND_CHAT_4BIT", False),
         chat_cpu_form=_env_choice("PLAYGROUND_CHAT_CPU_FORM", "auto", ("auto", "float32", "bfloat16", "int8")),
         chat_max_new_tokens=int(_env_number("PLAYGROUND_CHAT_MAX_NEW_TOKENS", 512, 1)),

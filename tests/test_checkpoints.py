@@ -34,6 +34,12 @@ BY_DESIGN = {
     ("frcnn-vg", "config", "RESNETS.WIDTH_PER_GROUP"): "4 instead of 64",
     ("frcnn-vg", "config", "PROPOSAL_GENERATOR.HIDDEN_CHANNELS"): "16 instead of 512",
     ("visualbert-vqa", "config", "visual_embedding_dim"): "the tiny detector's 128-d features instead of 2048",
+    ("multimodal-perceiver", "config", "num_latents"): "16 latents instead of 784",
+    ("multimodal-perceiver", "config", "d_latents"): "32 channels instead of 512",
+    ("multimodal-perceiver", "config", "num_self_attends_per_block"): "1 layer instead of 8",
+    ("multimodal-perceiver", "config", "num_self_attention_heads"): "2 heads instead of 8",
+    ("multimodal-perceiver", "config", "output_num_channels"): "32 channels instead of 512",
+    ("multimodal-perceiver", "config", "_label_trainable_num_channels"): "32 channels instead of 1024",
 }
 """Rows a tiny model differs in on purpose: the size of the network (listed in the document too)."""
 RENAMED = {"reduce_labels": "do_reduce_labels"}

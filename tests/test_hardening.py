@@ -35,6 +35,7 @@ ENDPOINTS: dict[str, list[Any]] = {
     "/caption_batch": [[FILE], "vit-gpt2", "greedy", 5],
     "/flow": [FILE, PHOTO, ["dis"], "ultrafast"],
     "/flow_video": [FILE, "dis", "ultrafast"],
+    "/video_autoencode": [FILE, 0, "none"],
     "/imagegpt_complete": [FILE, "imagegpt-small", 30, 1],
     "/chat": [FILE, [], [], "What is in the picture?", 0.0, 0.9, 4],
     "/zero_shot": [FILE, "un gatto, un cane", "una foto di {}"],
@@ -61,7 +62,7 @@ def _arguments(endpoint: str, file: Any) -> list[Any]:
 
 
 def _good_file(endpoint: str) -> str:
-    return CLIP if endpoint == "/flow_video" else PHOTO
+    return CLIP if endpoint in {"/flow_video", "/video_autoencode"} else PHOTO
 
 
 @pytest.fixture(scope="module")
