@@ -37,40 +37,30 @@ SHARD_BYTES = 2 * 2**30
 def full_size_config(processor: Any, small: bool = False) -> Any:
     """The config of llava-hf/vip-llava-7b-hf (docs/checkpoints.md), or a smaller one of the same
     architecture; special token ids from the tiny processor's tokenizer."""
-    from transformers import CLIPVisionConfig, LlamaConfig, VipLlavaConfig
+    from core.tiny.chat import vip_llava_config
 
-    tokenizer = processor.tokenizer
-    vision = CLIPVisionConfig(
-        image_size=336,
-        patch_size=14,
-        hidden_size=256 if small else 1024,
-        intermediate_size=1024 if small else 4096,
-        num_hidden_layers=12 if small else 24,
-        num_attention_heads=4 if small else 16,
-        projection_dim=768,
+    vision = {
+        "image_size": 336,
+        "patch_size": 14,
+        "hidden_size": 256 if small else 1024,
+        "intermediate_size": 1024 if small else 4096,
+        "num_hidden_layers": 12 if small else 24,
+        "num_attention_heads": 4 if small else 16,
+        "projection_dim": 768,
+    }
+    text = {
+        "vocab_size": 32064,
+        "hidden_size": 1024 if small else 4096,
+        "intermediate_size": 2816 if small else 11008,
+        "num_hidden_layers": 4 if small else 32,
+        "num_attention_heads": 8 if small else 32,
+        "num_key_value_heads": 8 if small else 32,
+        "rms_norm_eps": 1e-5,
+    }
+    layers = [-2, -5, -8, -11, 6]
+    return vip_llava_config(
+        processor.tokenizer, vision, text, vision_feature_layer=layers, projector_layernorm_eps=1e-5
     )
-    text = LlamaConfig(
-        vocab_size=32064,
-        hidden_size=1024 if small else 4096,
-        intermediate_size=2816 if small else 11008,
-        num_hidden_layers=4 if small else 32,
-        num_attention_heads=8 if small else 32,
-        num_key_value_heads=8 if small else 32,
-        max_position_embeddings=4096,
-        rms_norm_eps=1e-5,
-        bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id,
-    )
-    config = VipLlavaConfig(
-        vision_config=vision,
-        text_config=text,
-        image_token_index=tokenizer.convert_tokens_to_ids("<image>"),
-        vision_feature_layer=[-2, -5, -8, -11, 6],
-        projector_layernorm_eps=1e-5,
-    )
-    config.pad_token_id = tokenizer.pad_token_id
-    return config
 
 
 def save_random_checkpoint(folder: Path, small: bool = False) -> Path:

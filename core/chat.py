@@ -324,15 +324,6 @@ def stream_chat(
     )
 
 
-def chat(
-    image: Image.Image,
-    shapes: Sequence[Shape],
-    question: str,
-    history: Sequence[tuple[str, str]] = (),
-    options: ChatOptions | None = None,
-    *,
-    model_key: str = DEFAULT_MODEL,
-    cache: ModelCache | None = None,
-) -> ChatResult:
-    """The final result of `stream_chat`."""
-    return last(stream_chat(image, shapes, question, history, options, model_key=model_key, cache=cache))
+def chat(*args: Any, **kwargs: Any) -> ChatResult:
+    """The final result of `stream_chat` (same arguments)."""
+    return last(stream_chat(*args, **kwargs))

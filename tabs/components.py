@@ -168,6 +168,13 @@ def photo_with_examples(*names: str, label: str = "Image", height: int = 360) ->
     return image
 
 
+def clip_with_example(name: str, example_label: str, elem_id: str, label: str = "Clip") -> VideoUpload:
+    """A clip upload (files only: a webcam clip would have no sound) with its example from assets/ under it."""
+    clip = VideoUpload(label=label, sources=["upload"], height=300)
+    gr.Examples(examples=example_paths(name), inputs=clip, label=example_label, elem_id=elem_id)
+    return clip
+
+
 @contextlib.contextmanager
 def beside_photo(*examples: str, label: str = "Image", height: int = 360) -> Iterator[ImageUpload]:
     """A row with the photo upload and its example photos on the left (2 parts) and, in the body of the

@@ -12,8 +12,8 @@ from core import flow as core_flow
 from core.images import load_image
 from core.settings import get_settings
 from tabs.components import (
-    VideoUpload,
     as_files,
+    clip_with_example,
     example_paths,
     image_input,
     on_gpu,
@@ -184,13 +184,7 @@ def build(flow_fn: FlowFn = compute_flow, video_fn: VideoFlowFn = compute_video_
         with gr.Tab("Video", id="flow-video"):
             with gr.Row():
                 with gr.Column():
-                    clip = VideoUpload(label="Clip", sources=["upload"], height=300)
-                    gr.Examples(
-                        examples=example_paths("flow_pan.mp4"),
-                        inputs=clip,
-                        label="Example: a pan across a photo",
-                        elem_id="flow-video-examples",
-                    )
+                    clip = clip_with_example("flow_pan.mp4", "Example: a pan across a photo", "flow-video-examples")
                 with gr.Column():
                     video_method = gr.Radio(methods, value="dis", label="Method")
                     video_preset = gr.Radio(presets, value="fast", label="DIS preset")

@@ -11,7 +11,7 @@ import gradio as gr
 from core import video_autoencode as core_video
 from core.settings import get_settings
 from core.video import probe_seconds
-from tabs.components import VideoUpload, as_files, example_paths, on_gpu, output_dir, standalone, user_errors
+from tabs.components import as_files, clip_with_example, on_gpu, output_dir, standalone, user_errors
 
 WINDOW = 0.64
 STEP = 0.04
@@ -93,15 +93,23 @@ def build(video_fn: VideoFn = autoencode_video) -> None:
     settings = get_settings()
     with gr.Row():
         with gr.Column():
-            clip = VideoUpload(label="Clip (with or without sound)", sources=["upload"], height=300)
-            gr.Examples(
-                examples=example_paths("video_tones.mp4"),
-                inputs=clip,
-                label="Example: a moving test pattern with a note every half second",
-                elem_id="video-examples",
+            clip = clip_with_example(
+                "video_tones.mp4",
+                "Example: a moving test pattern with a note every half second",
+                "video-examples",
+                label="Clip (with or without sound)",
             )
         with gr.Column():
-            start = gr.Slider(0, 3 - WINDOW, value=0, step=STEP, label="Window start (s)", elem_id="video-start")
+            # enabled once a clip is in and its length known (window_slider), never before
+            start = gr.Slider(
+                0,
+                3 - WINDOW,
+                value=0,
+                step=STEP,
+                label="Window start (s)",
+                interactive=False,
+                elem_id="video-start",
+            )
             leave = gr.Radio(LEAVE_OUT_CHOICES, value="none", label="Leave out before encoding")
             gr.Markdown(
                 "The model reads 16 frames at 25 fps (0.64 s, centre square at 224×224) and the same 0.64 s of "

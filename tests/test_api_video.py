@@ -9,7 +9,7 @@ import pytest
 from gradio_client import Client, handle_file
 from video_clips import lavfi_clip
 
-from core.registry import label_list
+from core.model_spec import label_list
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "assets" / "video_tones.mp4"

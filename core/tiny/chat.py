@@ -51,32 +51,32 @@ def tiny_processor() -> Any:
     )
 
 
-def tiny_vip_llava() -> tuple[Any, Any]:
-    """(config, processor) of a tiny VipLlavaForConditionalGeneration."""
+def vip_llava_config(tokenizer: Any, vision: dict[str, Any], text: dict[str, Any], **extra: Any) -> Any:
+    """A VipLlavaConfig of a CLIP vision tower and a Llama text model of the given sizes, with the
+    tokenizer's special ids (`<image>`, BOS, EOS, pad) and llava-hf/vip-llava-7b-hf's context of 4096
+    tokens; `extra` goes to VipLlavaConfig (feature layers, projector epsilon)."""
     from transformers import CLIPVisionConfig, LlamaConfig, VipLlavaConfig
 
-    processor = tiny_processor()
-    tokenizer = processor.tokenizer
-    vision = CLIPVisionConfig(
-        image_size=IMAGE_SIZE,
-        patch_size=PATCH_SIZE,
-        projection_dim=32,
-        **(TINY_LAYERS | {"num_hidden_layers": VISION_LAYERS}),
-    )
-    text = LlamaConfig(
-        vocab_size=len(tokenizer),
-        **TINY_LAYERS,
-        num_key_value_heads=2,
-        max_position_embeddings=4096,
-        bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id,
-    )
+    special = {name: getattr(tokenizer, name) for name in ("bos_token_id", "eos_token_id", "pad_token_id")}
     config = VipLlavaConfig(
-        vision_config=vision,
-        text_config=text,
+        vision_config=CLIPVisionConfig(**vision),
+        text_config=LlamaConfig(max_position_embeddings=4096, **text, **special),
         image_token_index=tokenizer.convert_tokens_to_ids("<image>"),
-        vision_feature_layer=VISION_FEATURE_LAYERS,
+        **extra,
     )
     config.pad_token_id = tokenizer.pad_token_id
-    return config, processor
+    return config
+
+
+def tiny_vip_llava() -> tuple[Any, Any]:
+    """(config, processor) of a tiny VipLlavaForConditionalGeneration."""
+    processor = tiny_processor()
+    tokenizer = processor.tokenizer
+    vision = {
+        "image_size": IMAGE_SIZE,
+        "patch_size": PATCH_SIZE,
+        "projection_dim": 32,
+        **(TINY_LAYERS | {"num_hidden_layers": VISION_LAYERS}),
+    }
+    text = {"vocab_size": len(tokenizer), **TINY_LAYERS, "num_key_value_heads": 2}
+    return vip_llava_config(tokenizer, vision, text, vision_feature_layer=VISION_FEATURE_LAYERS), processor

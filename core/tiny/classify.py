@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from core.registry import imagenet_labels
+from core.model_spec import imagenet_labels
 from core.tiny.common import (
     BICUBIC,
     BILINEAR,

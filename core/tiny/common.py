@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from core.registry import imagenet_labels, label_list
+from core.model_spec import imagenet_labels, label_list
 
 IMAGENET_MEAN = [0.485, 0.456, 0.406]
 IMAGENET_STD = [0.229, 0.224, 0.225]

@@ -37,6 +37,7 @@ THINKING = "…"
 Messages = list[dict[str, str]]
 Marks = list[dict[str, Any]] | None
 Points = list[list[float]] | None
+Strokes = visual_prompts.Strokes | None
 ChatFn = Callable[..., Iterator[dict[str, Any]]]
 
 
@@ -44,7 +45,7 @@ ChatFn = Callable[..., Iterator[dict[str, Any]]]
 @on_gpu(duration=120)
 def chat_image(
     image: str | None,
-    shapes: list[dict[str, Any]] | None,
+    shapes: Marks,
     history: list[list[str]] | None,
     question: str,
     temperature: float = DEFAULTS.temperature,
@@ -102,10 +103,10 @@ def _describe_strokes(strokes: visual_prompts.Strokes) -> str:
 @user_errors("draw the marks")
 def render(
     image: str | None,
-    shapes: list[dict[str, Any]] | None,
+    shapes: Marks,
     pending: list[list[float]],
     color: str,
-    strokes: visual_prompts.Strokes | None = None,
+    strokes: Strokes = None,
 ) -> tuple[Image.Image | None, Image.Image | None, str]:
     """The drawing canvas (brush strokes, marks and the clicks of an unfinished mark) and exactly what
     the model sees: the photo with the brush strokes, the marks drawn on top."""
@@ -127,7 +128,7 @@ def _render_all(
     shapes: list[dict[str, Any]],
     pending: list[list[float]],
     color: str,
-    strokes: visual_prompts.Strokes | None,
+    strokes: Strokes,
 ) -> tuple:
     canvas, preview, listing = render(image, shapes, pending, color, strokes)
     return shapes, pending, canvas, preview, listing
@@ -163,8 +164,8 @@ def _editor(photo: Image.Image | None) -> gr.ImageEditor:
 def brush_changed(
     image: str | None,
     layers: list[Any] | None,
-    shapes: list[dict[str, Any]] | None,
-    pending: list[list[float]] | None,
+    shapes: Marks,
+    pending: Points,
     color: str,
 ) -> tuple:
     """Brush strokes painted (or undone, or erased) on the editor's `layers`: snap them to the named
@@ -178,9 +179,7 @@ def brush_changed(
 
 
 @user_errors("clear the brush strokes")
-def restore_brush(
-    image: str | None, shapes: list[dict[str, Any]] | None, pending: list[list[float]] | None, color: str
-) -> tuple:
+def restore_brush(image: str | None, shapes: Marks, pending: Points, color: str) -> tuple:
     """The brush panel's own "clear canvas" also removes the photo: put it back, with no strokes."""
     if not image:
         return None, None, None, "", gr.skip()
@@ -200,11 +199,11 @@ def brush_color(color: str) -> gr.ImageEditor:
 @user_errors("add the mark")
 def add_click(
     image: str | None,
-    shapes: list[dict[str, Any]] | None,
-    pending: list[list[float]] | None,
+    shapes: Marks,
+    pending: Points,
     kind: str,
     color: str,
-    strokes: visual_prompts.Strokes | None,
+    strokes: Strokes,
     event: gr.SelectData,
 ) -> tuple:
     if not image:
@@ -220,13 +219,7 @@ def add_click(
 
 
 @user_errors("finish the scribble")
-def finish_scribble(
-    image: str | None,
-    shapes: list[dict[str, Any]] | None,
-    pending: list[list[float]] | None,
-    color: str,
-    strokes: visual_prompts.Strokes | None,
-) -> tuple:
+def finish_scribble(image: str | None, shapes: Marks, pending: Points, color: str, strokes: Strokes) -> tuple:
     if not image or len(pending or []) < 2:
         raise InputError("Click at least two points along the scribble first.")
     shapes = [*(shapes or []), {"kind": "scribble", "color": color, "points": pending}]
@@ -234,13 +227,7 @@ def finish_scribble(
     return _render_all(image, shapes, [], color, strokes)
 
 
-def undo(
-    image: str | None,
-    shapes: list[dict[str, Any]] | None,
-    pending: list[list[float]] | None,
-    color: str,
-    strokes: visual_prompts.Strokes | None,
-) -> tuple:
+def undo(image: str | None, shapes: Marks, pending: Points, color: str, strokes: Strokes) -> tuple:
     if pending:
         return _render_all(image, list(shapes or []), [], color, strokes)
     return _render_all(image, list(shapes or [])[:-1], [], color, strokes)
@@ -261,7 +248,7 @@ def new_image(image: str | None, example_marks: list[dict[str, Any]] | None, col
     return (*drawing, [], [], None, None, None, _editor(photo))
 
 
-def _model_photo(image: str | None, strokes: visual_prompts.Strokes | None) -> str | Image.Image | None:
+def _model_photo(image: str | None, strokes: Strokes) -> str | Image.Image | None:
     """The photo the chat reads: the upload itself, or a copy with the brush strokes painted on it."""
     return visual_prompts.paint(load_image(image), strokes) if image and strokes else image
 
@@ -271,7 +258,7 @@ def ask(
     question: str,
     history: list[list[str]] | None,
     image: str | None = None,
-    strokes: visual_prompts.Strokes | None = None,
+    strokes: Strokes = None,
 ) -> tuple[str, str, Messages, None, str | Image.Image | None]:
     if not question or not question.strip():
         raise gr.Error("Type a question about the image.", title="Could not answer")
@@ -280,7 +267,7 @@ def ask(
 
 @user_errors("regenerate")
 def regenerate(
-    history: list[list[str]] | None, image: str | None = None, strokes: visual_prompts.Strokes | None = None
+    history: list[list[str]] | None, image: str | None = None, strokes: Strokes = None
 ) -> tuple[list[list[str]], str, Messages, None, str | Image.Image | None]:
     if not history:
         raise gr.Error("There is no answer to regenerate yet.", title="Could not regenerate")
