@@ -80,15 +80,12 @@ def _perceiver(tiny: Any) -> Any:
 
 
 def _mask2former_swin_small(tiny: Any) -> Any:
-    from transformers import Mask2FormerConfig, SwinConfig
+    from transformers import Mask2FormerConfig
 
-    backbone = SwinConfig(
-        image_size=224,
-        embed_dim=96,
-        depths=[2, 2, 18, 2],
-        num_heads=[3, 6, 12, 24],
-        window_size=7,
-        out_features=["stage1", "stage2", "stage3", "stage4"],
+    from core.tiny.segment import swin_backbone
+
+    backbone = swin_backbone(
+        image_size=224, embed_dim=96, depths=[2, 2, 18, 2], num_heads=[3, 6, 12, 24], window_size=7
     )
     return Mask2FormerConfig(backbone_config=backbone, num_queries=100, **_labels(tiny))  # defaults: the paper's head
 

@@ -4,11 +4,12 @@ that is free, the form chosen for this machine, and a clear refusal before loadi
 Forms on the CPU (PLAYGROUND_CHAT_CPU_FORM, default "auto"):
 - "float32": exact; 4 bytes per parameter (about 28 GB for 7B: more than a free CPU Space has).
 - "int8": the language model's linear layers with int8 weights and 8-bit activations (PyTorch's
-  dynamically quantized linear layers with fbgemm's kernels; core/int8.py). The checkpoint loads in
+  dynamically quantized linear layers with fbgemm's kernels; core/int8.py; 7-bit weights on x86 CPUs
+  without VNNI, whose kernels would saturate). The checkpoint loads in
   bfloat16 (so float32 weights are never all in memory), the layers are swapped one by one, then the
   rest (vision tower, projector, embeddings, norms, output layer) runs in float32. About 1.3 bytes per
   parameter once loaded (9.3 GB for 7B); the load peaks near bfloat16's size (14.3 GB measured).
-  Measured on 2 cores: 25 s to the first token and 3.5 tokens/s, 98% top-1 agreement with float32.
+  Measured on 2 cores with VNNI: 25 s to the first token and 3.5 tokens/s, 98% top-1 agreement with float32.
 - "bfloat16": 2 bytes per parameter; only when asked for: even on a CPU that computes in bfloat16
   natively (AVX-512 BF16) it measured 69 s to the first token and 0.21 tokens/s.
 "auto" takes float32 when it fits in the free memory, else int8.

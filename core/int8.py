@@ -1,5 +1,6 @@
 """Fast int8 linear layers for CPUs: PyTorch's dynamically quantized linear layer (fbgemm kernels;
-the activations are quantized to 8 bits per call, the weights once, per output channel, symmetric).
+the activations are quantized to 8 bits per call, the weights once, per output channel, symmetric, to
+8 bits where the CPU has VNNI and 7 bits where it does not: see `weight_levels`).
 
 Why this kernel: on the 2-core machine the benchmarks ran on (AMD EPYC, AVX-512 with VNNI and BF16),
 measured in one run with the layer shapes of Llama-7B (4096x4096 and 11008x4096 matrices;
@@ -16,8 +17,11 @@ its int8 copy exists). Quantized tensors are marked deprecated for a future PyTo
 
 from __future__ import annotations
 
+import functools
+import platform
 import warnings
 from collections.abc import Iterable
+from pathlib import Path
 from typing import Any
 
 from core.lazy import torch
@@ -25,9 +29,10 @@ from core.lazy import torch
 
 def _int8_linear_class() -> type:
     """PyTorch's dynamic int8 linear layer with 8-bit activations. Its own forward quantizes activations
-    to 7 bits (`reduce_range`), which keeps the 16-bit sums of two products of CPUs without VNNI (AVX2
-    only) from saturating; on a smaller ViP-LLaVA that cost 75% top-1 agreement with float32 against 98%
-    with 8 bits, so the 8-bit one is used (VNNI sums in 32 bits; on AVX2-only CPUs a rare sum may clip)."""
+    to 7 bits (`reduce_range`), which keeps the 16-bit sums of two products of CPUs without VNNI from
+    saturating; on a smaller ViP-LLaVA that cost 75% top-1 agreement with float32 against 98% with 8
+    bits. Here activations keep 8 bits everywhere and, on those CPUs, the weights give up the bit instead
+    (`weight_levels`)."""
     from torch.ao.nn.quantized.dynamic import Linear as DynamicLinear
 
     class Int8Linear(DynamicLinear):
@@ -59,12 +64,31 @@ def _dynamic_linear(values: torch.Tensor, scales: torch.Tensor, bias: torch.Tens
     return layer
 
 
-def _int8_values(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+@functools.cache
+def weight_levels() -> int:
+    """The largest int8 weight value on this CPU: 127 where fbgemm adds products in 32 bits (x86 with
+    AVX-512 VNNI) and where fbgemm does not run (not x86); 63 on other x86 CPUs, whose AVX2 kernels add
+    two u8 x s8 products in a 16-bit lane, which 255 x 127 x 2 overflows and 255 x 63 x 2 does not.
+
+    Measured on an AMD EPYC with AVX2 only, on the tiny ImageGPT (teacher-forced next colour against
+    float32, the test in tests/test_imagegpt.py): 127 levels 73% (saturated sums), 7-bit activations
+    (PyTorch's `reduce_range`) 93%, 63 weight levels with 8-bit activations 95%."""
+    if platform.machine().lower() not in ("x86_64", "amd64", "i386", "i686", "x86"):
+        return 127
+    try:
+        flags = Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace").split()
+    except OSError:  # not Linux: assume no VNNI (exact either way, one bit coarser)
+        return 63
+    return 127 if "avx512_vnni" in flags else 63
+
+
+def _int8_values(weight: torch.Tensor, levels: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """(values, scales) of a float weight (out, in): symmetric, one scale per output channel, the largest
-    |w| of the channel / 127."""
+    |w| of the channel / `levels` (default: `weight_levels()`)."""
+    levels = levels or weight_levels()
     weight = weight.detach().float()
-    scales = (weight.abs().amax(dim=1) / 127).clamp(min=torch.finfo(torch.float32).tiny)
-    return torch.round(weight / scales[:, None]).clamp(-127, 127), scales
+    scales = (weight.abs().amax(dim=1) / levels).clamp(min=torch.finfo(torch.float32).tiny)
+    return torch.round(weight / scales[:, None]).clamp(-levels, levels), scales
 
 
 def quantize_linears(module: Any, keep: Iterable[str] = ()) -> int:

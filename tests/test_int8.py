@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import platform
+from pathlib import Path
+
+import pytest
 import torch
 from torch.ao.nn.quantized.dynamic import Linear as DynamicLinear
 from transformers.pytorch_utils import Conv1D
 
-from core.int8 import int8_bytes, is_int8, quantize_linears
+from core import int8
+from core.int8 import int8_bytes, is_int8, quantize_linears, weight_levels
 
 
 def _model() -> torch.nn.Module:
@@ -37,12 +42,12 @@ def test_weights_are_quantized_per_output_channel_symmetrically() -> None:
     bias = model.body[0].bias.detach().clone()
     quantize_linears(model.body)
     packed, packed_bias = model.body[0]._weight_bias()
-    scales = weight.abs().amax(dim=1) / 127
+    scales = weight.abs().amax(dim=1) / weight_levels()
     assert torch.allclose(packed.q_per_channel_scales().float(), scales)
     assert torch.equal(packed.int_repr(), torch.round(weight / scales[:, None]).to(torch.int8))
     assert torch.equal(packed_bias, bias)
     conv = _model().body[2]  # Conv1D keeps its weight as (in, out)
-    conv_scales = conv.weight.detach().abs().amax(dim=0) / 127
+    conv_scales = conv.weight.detach().abs().amax(dim=0) / weight_levels()
     expected = torch.round(conv.weight.detach().t() / conv_scales[:, None]).to(torch.int8)
     assert torch.equal(model.body[2]._weight_bias()[0].int_repr(), expected)
 
@@ -56,3 +61,19 @@ def test_activations_use_eight_bits() -> None:
     x = torch.tensor([[1.0, -1.0], [1.0 - 2 / 255 * 1.5, -1.0]])
     y = model(x)
     assert y[0, 0] != y[1, 0]
+
+
+def test_weights_give_up_a_bit_where_the_cpu_would_saturate(monkeypatch: pytest.MonkeyPatch) -> None:
+    """x86 without AVX-512 VNNI adds two u8 x s8 products in 16 bits: weights up to 63 keep every such sum
+    exact, so 63 levels are right on any CPU (one bit coarser), and are what such a CPU gets."""
+    flags = Path("/proc/cpuinfo").read_text().split() if Path("/proc/cpuinfo").exists() else []
+    if platform.machine() == "x86_64" and flags:
+        assert weight_levels() == (127 if "avx512_vnni" in flags else 63)
+    weight_levels.cache_clear()
+    monkeypatch.setattr(int8, "weight_levels", lambda: 63)
+    model = _model()
+    x = torch.randn(3, 5, 64)
+    expected = model(x)
+    quantize_linears(model)
+    assert model.body[0]._weight_bias()[0].int_repr().abs().max() == 63
+    assert (model(x) - expected).abs().max() < 0.02 * expected.abs().max()

@@ -20,18 +20,18 @@ def tiny_beit_semantic(labels: str) -> tuple[Any, Any]:
     return config, beit_processor(640, BICUBIC)
 
 
+def swin_backbone(**sizes: Any) -> Any:
+    """A Swin backbone of the given sizes that hands Mask2Former the feature maps of its four stages."""
+    from transformers import SwinConfig
+
+    return SwinConfig(out_features=["stage1", "stage2", "stage3", "stage4"], **sizes)
+
+
 def tiny_mask2former(labels: str) -> tuple[Any, Any]:
     """Mask2Former Swin-S: the checkpoints' processors resize to a fixed 384 x 384 and pad to a multiple of 32."""
-    from transformers import Mask2FormerConfig, Mask2FormerImageProcessorPil, SwinConfig
+    from transformers import Mask2FormerConfig, Mask2FormerImageProcessorPil
 
-    backbone = SwinConfig(
-        image_size=384,
-        embed_dim=16,
-        depths=[1, 1, 1, 1],
-        num_heads=[1, 1, 2, 2],
-        window_size=6,
-        out_features=["stage1", "stage2", "stage3", "stage4"],
-    )
+    backbone = swin_backbone(image_size=384, embed_dim=16, depths=[1, 1, 1, 1], num_heads=[1, 1, 2, 2], window_size=6)
     config = Mask2FormerConfig(
         backbone_config=backbone,
         feature_size=32,

@@ -85,6 +85,11 @@ class ChatLayout:
     result: Any
 
 
+def _drawn_image(label: str, height: int, elem_id: str) -> gr.Image:
+    """A picture the handlers draw (PIL in, PNG to the page: the marks' colours stay exact)."""
+    return gr.Image(label=label, type="pil", format="png", interactive=False, height=height, elem_id=elem_id)
+
+
 def lay_out() -> ChatLayout:
     """Lay out the tab inside the current Blocks context; the components, for wiring."""
     shapes = gr.JSON(value=[], visible=False)
@@ -105,14 +110,7 @@ def lay_out() -> ChatLayout:
         with gr.Column(scale=4):
             with gr.Row():
                 image = image_input(label="Photo", height=220, format="png")
-                preview = gr.Image(
-                    label="What the model sees (336×336)",
-                    type="pil",
-                    format="png",
-                    interactive=False,
-                    height=220,
-                    elem_id="chat-preview",
-                )
+                preview = _drawn_image("What the model sees (336×336)", 220, "chat-preview")
             gr.Examples(
                 examples=[[example_paths(name)[0], text, marks] for name, marks, text in EXAMPLES],
                 inputs=[image, question, example_marks],
@@ -129,14 +127,7 @@ def lay_out() -> ChatLayout:
             # change it reports, which is its own reset when it mounts empty (before any photo),
             # but would be the user's first stroke if it mounted with a photo already in it.
             with gr.Group(elem_id="chat-shapes-panel") as shapes_panel:
-                canvas = gr.Image(
-                    label="Click to draw",
-                    type="pil",
-                    format="png",
-                    interactive=False,
-                    height=420,
-                    elem_id="chat-canvas",
-                )
+                canvas = _drawn_image("Click to draw", 420, "chat-canvas")
                 kind = gr.Radio(choices=KIND_CHOICES, value="rectangle", label="Shape", elem_id="chat-kind")
                 with gr.Row():
                     finish = gr.Button("Finish scribble", size="sm")
