@@ -25,7 +25,14 @@ from typing import Any
 from core.errors import ModelUnavailableError
 from core.int8 import is_int8, quantize_linears
 from core.lazy import torch
-from core.models import ensure_tiny_model, register_after_load, register_load_options, select_device, select_dtype
+from core.models import (
+    ensure_tiny_model,
+    free_memory_bytes,
+    register_after_load,
+    register_load_options,
+    select_device,
+    select_dtype,
+)
 from core.registry import ModelSpec, get_spec
 from core.settings import Settings, get_settings
 
@@ -208,12 +215,7 @@ register_after_load(TASK, after_load)
 
 def available_bytes(settings: Settings | None = None) -> int:
     """Free GPU memory on CUDA, available RAM on the CPU."""
-    device = select_device(settings or get_settings())
-    if device.type == "cuda":
-        return int(torch.cuda.mem_get_info(device)[0])
-    import psutil
-
-    return int(psutil.virtual_memory().available)
+    return free_memory_bytes(select_device(settings or get_settings()))
 
 
 def _gb(nbytes: float) -> str:

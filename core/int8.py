@@ -82,10 +82,10 @@ def weight_levels() -> int:
     return 127 if "avx512_vnni" in flags else 63
 
 
-def _int8_values(weight: torch.Tensor, levels: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+def _int8_values(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """(values, scales) of a float weight (out, in): symmetric, one scale per output channel, the largest
-    |w| of the channel / `levels` (default: `weight_levels()`)."""
-    levels = levels or weight_levels()
+    |w| of the channel / `weight_levels()`."""
+    levels = weight_levels()
     weight = weight.detach().float()
     scales = (weight.abs().amax(dim=1) / levels).clamp(min=torch.finfo(torch.float32).tiny)
     return torch.round(weight / scales[:, None]).clamp(-levels, levels), scales

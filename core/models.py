@@ -316,6 +316,16 @@ class ModelCache:
         release_memory()
 
 
+def free_memory_bytes(device: Any) -> int:
+    """Memory free now where `device` computes: the GPU's free memory on CUDA, else the machine's
+    available RAM."""
+    if getattr(device, "type", str(device)) == "cuda":
+        return int(torch.cuda.mem_get_info(device)[0])
+    import psutil
+
+    return int(psutil.virtual_memory().available)
+
+
 def ms(seconds: float) -> float:
     """Seconds as milliseconds, rounded for display and JSON."""
     return round(seconds * 1000, 2)

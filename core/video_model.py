@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 
 from core.lazy import torch
+from core.models import free_memory_bytes
 from core.progress import ProgressFn
 
 FRAMES, SIDE, FPS = 16, 224, 25
@@ -111,14 +112,7 @@ def chunk_count(model: Any, budget_bytes: int) -> int:
 def memory_budget(device: Any, setting_mb: int) -> int:
     """Bytes one chunk may use: the setting, and at most half the memory free now (CUDA: the device's;
     CPU: the machine's available memory)."""
-    budget = setting_mb * 2**20
-    if getattr(device, "type", str(device)) == "cuda":
-        free, _ = torch.cuda.mem_get_info(device)
-    else:
-        import psutil
-
-        free = psutil.virtual_memory().available
-    return int(min(budget, free // 2))
+    return int(min(setting_mb * 2**20, free_memory_bytes(device) // 2))
 
 
 def encode(model: Any, inputs: dict[str, Any]) -> Encoded:

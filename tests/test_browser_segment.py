@@ -51,12 +51,13 @@ def test_instance_and_panoptic_modes_in_the_browser(page: Page) -> None:
     for mode, result in expected.items():
         tab.get_by_role("radio", name=mode).check()
         sliders = {"Score threshold": "0", "Mask threshold": "0.01", "Overlap threshold": "0"}
-        for label, value in sliders.items():
+        shown = ["Score threshold"] if mode == "instance" else list(sliders)  # the mode's change shows them
+        for label in shown:
             box = tab.get_by_label(label, exact=False).locator("xpath=ancestor::div[contains(@class,'block')][1]")
             number = box.locator("input[type=number]")
-            if number.is_visible():
-                number.fill(value)
-                number.press("Enter")
+            expect(number).to_be_visible()  # not before the mode's change has shown it
+            number.fill(sliders[label])
+            number.press("Enter")
         tab.get_by_role("button", name="Segment", exact=True).click()
         expect(page.locator("#segment-summary")).to_contain_text(f"{len(result.segments)} segments ({mode})")
         expect(tab.locator(".legend-item")).to_have_count(len(result.segments))

@@ -3,6 +3,7 @@ the conversation. Plain functions of component values; tabs/chat/wiring.py conne
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -14,6 +15,7 @@ from core import chat_memory, visual_prompts
 from core.chat import ChatOptions
 from core.errors import InputError
 from core.images import load_image
+from core.settings import get_settings
 from tabs.components import on_gpu, user_errors
 
 DEFAULTS = ChatOptions()
@@ -76,10 +78,23 @@ def chat_image(
     options = core_chat.validate_options(temperature, top_p, max_new_tokens, seed)
     question = core_chat.validate_question(question)
     past = core_chat.validate_history(history)
-    rgb = load_image(image)
+    rgb = _photo(image)
     marks = visual_prompts.parse_shapes(shapes, rgb.size)
     for result in core_chat.stream_chat(rgb, marks, question, past, options):
         yield result.to_dict()
+
+
+@functools.lru_cache(maxsize=8)
+def _decoded(path: str, max_pixels: int) -> Image.Image:
+    return load_image(path, max_pixels=max_pixels)
+
+
+def _photo(path: str | None) -> Image.Image:
+    """The uploaded photo, decoded once per upload file and size limit: each click redraws the marks
+    without reading the file again. Never changed in place (drawing works on copies)."""
+    if not isinstance(path, str):
+        return load_image(path)  # its message for what is not an upload
+    return _decoded(path, get_settings().max_image_pixels)
 
 
 def _messages(history: list[list[str]] | None, pending: tuple[str, str] | None = None) -> Messages:
@@ -112,7 +127,7 @@ def render(
     the model sees: the photo with the brush strokes, the marks drawn on top."""
     if not image:
         return None, None, ""
-    photo = visual_prompts.paint(load_image(image), strokes)
+    photo = visual_prompts.paint(_photo(image), strokes)
     marks = visual_prompts.parse_shapes(shapes, photo.size)
     canvas = visual_prompts.draw_pending(visual_prompts.draw(photo, marks), [tuple(p) for p in pending], color)
     parts = [f"mark {i}: {_describe(shape)}" for i, shape in enumerate(marks, start=1)]
@@ -173,7 +188,7 @@ def brush_changed(
     if not image:
         return None, None, None, ""
     strokes = visual_prompts.brush_strokes(layers or [])
-    if strokes and not strokes.fits(load_image(image).size):
+    if strokes and not strokes.fits(_photo(image).size):
         return gr.skip(), gr.skip(), gr.skip(), gr.skip()  # painted on the previous photo
     return (strokes, *render(image, shapes, pending or [], color, strokes))
 
@@ -183,7 +198,7 @@ def restore_brush(image: str | None, shapes: Marks, pending: Points, color: str)
     """The brush panel's own "clear canvas" also removes the photo: put it back, with no strokes."""
     if not image:
         return None, None, None, "", gr.skip()
-    return (None, *render(image, shapes, pending or [], color), _editor(load_image(image)))
+    return (None, *render(image, shapes, pending or [], color), _editor(_photo(image)))
 
 
 def show_panels(mode: str) -> tuple[gr.Group, gr.Group]:
@@ -212,7 +227,7 @@ def add_click(
     if len(pending) == visual_prompts.POINTS_NEEDED[kind] and kind != "scribble":
         if len(shapes) >= visual_prompts.MAX_SHAPES:
             raise InputError(f"At most {visual_prompts.MAX_SHAPES} marks: undo one first.")
-        size = load_image(image).size
+        size = _photo(image).size
         shapes.append(visual_prompts.parse_shape({"kind": kind, "color": color, "points": pending}, size).to_dict())
         pending = []
     return _render_all(image, shapes, pending, color, strokes)
@@ -223,7 +238,7 @@ def finish_scribble(image: str | None, shapes: Marks, pending: Points, color: st
     if not image or len(pending or []) < 2:
         raise InputError("Click at least two points along the scribble first.")
     shapes = [*(shapes or []), {"kind": "scribble", "color": color, "points": pending}]
-    visual_prompts.parse_shapes(shapes, load_image(image).size)
+    visual_prompts.parse_shapes(shapes, _photo(image).size)
     return _render_all(image, shapes, [], color, strokes)
 
 
@@ -236,21 +251,21 @@ def undo(image: str | None, shapes: Marks, pending: Points, color: str, strokes:
 @user_errors("clear the marks")
 def clear_marks(image: str | None, color: str) -> tuple:
     """No shapes and no brush strokes (the brush panel starts again from the photo)."""
-    photo = load_image(image) if image else None
+    photo = _photo(image) if image else None
     return (*_render_all(image, [], [], color, None), None, _editor(photo))
 
 
 @user_errors("open the image")
 def new_image(image: str | None, example_marks: list[dict[str, Any]] | None, color: str) -> tuple:
     """A new image starts a new conversation, with no marks (or an example's) and no brush strokes."""
-    photo = load_image(image) if image else None
+    photo = _photo(image) if image else None
     drawing = _render_all(image, list(example_marks or []), [], color, None)
     return (*drawing, [], [], None, None, None, _editor(photo))
 
 
 def _model_photo(image: str | None, strokes: Strokes) -> str | Image.Image | None:
     """The photo the chat reads: the upload itself, or a copy with the brush strokes painted on it."""
-    return visual_prompts.paint(load_image(image), strokes) if image and strokes else image
+    return visual_prompts.paint(_photo(image), strokes) if image and strokes else image
 
 
 @user_errors("answer")
